@@ -1,0 +1,85 @@
+# baremetal.kubernetes developer and CI entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SANITY_VENV ?= .venv-sanity
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+export CONTAINERS_CONF := $(abspath tests/harness/containers.conf)
+export MOLECULE_GLOB := molecule/*/molecule.yml
+export ANSIBLE_NOCOLOR := 1
+export PY_COLORS := 0
+
+APT_PACKAGES := podman runc debootstrap uidmap slirp4netns iproute2 iptables ca-certificates \
+	curl gnupg shellcheck haproxy keepalived etcd-server etcd-client
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+SANITY_ROOT := build/sanity/ansible_collections/baremetal/kubernetes
+
+.PHONY: help deps apt venv image lint sanity units integration molecule test lab lab-destroy clean
+
+help: ## This list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+deps: apt venv image ## apt packages, Python venv and the node image
+
+apt: ## Debian packages the harness needs (root)
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null
+	@# The Debian packages start host services we never use; the tests run their own copies in nodes.
+	-systemctl disable --now haproxy keepalived etcd >/dev/null 2>&1 || true
+	-pkill -x etcd; pkill -x haproxy; pkill -x keepalived; true
+
+venv: $(VENV)/.installed ## Python venv from requirements.txt
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+image: ## Node image localhost/baremetal-node:debian12 (rebuilt only when its recipe changes)
+	tests/harness/build-node-image.sh
+
+lint: venv ## ansible-lint (production profile), yamllint, ruff
+	ansible-lint --profile production
+	yamllint --strict .
+	ruff check .
+
+sanity: $(SANITY_VENV)/.installed ## ansible-test sanity in a temporary ansible_collections/ tree
+	rm -rf build/sanity && mkdir -p $(SANITY_ROOT) ~/.ansible/test/cache
+	git ls-files -co --exclude-standard | grep -v '^\.collections/' | tar -cf - -T - | tar -xf - -C $(SANITY_ROOT)
+	cd $(SANITY_ROOT) && git init -q && git add -A
+	@# ansible-test bootstraps pip into its venvs with a get-pip.py it downloads from a host we cannot reach.
+	for v in $$($(SANITY_VENV)/bin/python -c 'from ansible_test._internal.python_requirements import get_venv_packages as g; \
+		from types import SimpleNamespace as N; print(g(N(version="3.11"))["pip"])'); do \
+		cp tests/sanity/get_pip_offline.py ~/.ansible/test/cache/get_pip_$${v//./_}.py; done
+	cd $(SANITY_ROOT) && $(abspath $(SANITY_VENV))/bin/ansible-test sanity --color no --python 3.11 --requirements
+
+# ansible-test gets its own venv: its pinned linters must not fight ansible-lint's in $(VENV).
+$(SANITY_VENV)/.installed: requirements.txt
+	test -x $(SANITY_VENV)/bin/python || python3 -m venv $(SANITY_VENV)
+	$(SANITY_VENV)/bin/pip install -q $$(grep '^ansible-core==' requirements.txt)
+	touch $@
+
+units: venv ## Unit tests (modules, plugins, role specs)
+	pytest -q tests/unit
+
+integration: venv ## Controller-side integration tests (preflight contacts no host, collection build)
+	pytest -q tests/integration
+
+molecule: venv image ## Every Molecule scenario (check mode, converge, idempotence, verify)
+	@set -e; for s in $(SCENARIOS); do echo "== molecule test -s $$s"; molecule test -s $$s; done
+
+test: lint sanity units integration molecule ## Everything CI runs
+
+lab: venv image ## Local podman nodes + site.yml against inventories/lab
+	tests/harness/lab.sh up
+	ansible-playbook site.yml -i inventories/lab
+	@echo "Lab ready: podman exec -it lab-cp1 bash"
+
+lab-destroy: ## Remove the lab nodes and network
+	tests/harness/lab.sh down
+
+clean: ## Remove build output (keeps the venv and the image)
+	rm -rf build .pytest_cache .ruff_cache
