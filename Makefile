@@ -17,7 +17,7 @@ APT_PACKAGES := podman runc debootstrap uidmap slirp4netns iproute2 iptables ca-
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 SANITY_ROOT := build/sanity/ansible_collections/baremetal/kubernetes
 
-.PHONY: help deps apt venv image lint sanity units integration molecule test lab lab-destroy clean
+.PHONY: help deps apt venv image lint sanity units integration molecule test bench lab lab-destroy clean
 
 help: ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ molecule: venv image ## Every Molecule scenario (check mode, converge, idempoten
 	@set -e; for s in $(SCENARIOS); do echo "== molecule test -s $$s"; molecule test -s $$s; done
 
 test: lint sanity units integration molecule ## Everything CI runs
+
+bench: venv image ## Benchmarks, never asserted: each tests/bench/bench_* prints a results table
+	@shopt -s nullglob; set -e; for b in tests/bench/bench_*; do echo "== $$b"; $$b; done
 
 lab: venv image ## Local podman nodes + site.yml against inventories/lab
 	tests/harness/lab.sh up
