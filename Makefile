@@ -17,7 +17,7 @@ APT_PACKAGES := podman runc debootstrap uidmap slirp4netns iproute2 iptables ca-
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 SANITY_ROOT := build/sanity/ansible_collections/baremetal/kubernetes
 
-.PHONY: help deps apt venv image lint sanity units integration molecule test bench lab lab-destroy clean
+.PHONY: help deps apt venv image lint sanity units kubesim integration molecule test bench lab lab-destroy clean
 
 help: ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,13 +65,16 @@ $(SANITY_VENV)/.installed: requirements.txt
 units: venv ## Unit tests (modules, plugins, role specs)
 	pytest -q tests/unit
 
+kubesim: venv image ## kubesim test double: unit, real-kubectl fidelity, kubeadm/kubelet and apt-mirror tests
+	pytest -q -p no:cacheprovider tests/kubesim
+
 integration: venv ## Controller-side integration tests (preflight contacts no host, collection build)
 	pytest -q tests/integration
 
 molecule: venv image ## Every Molecule scenario (check mode, converge, idempotence, verify)
 	@set -e; for s in $(SCENARIOS); do echo "== molecule test -s $$s"; molecule test -s $$s; done
 
-test: lint sanity units integration molecule ## Everything CI runs
+test: lint sanity units kubesim integration molecule ## Everything CI runs
 
 bench: venv image ## Benchmarks, never asserted: each tests/bench/bench_* prints a results table
 	@shopt -s nullglob; set -e; for b in tests/bench/bench_*; do echo "== $$b"; $$b; done

@@ -1,0 +1,75 @@
+# Copyright: baremetal.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""/readyz follows etcd: it fails (500, [-]etcd) when etcd is unreachable, and recovers with it."""
+
+from __future__ import annotations
+
+import ssl
+import urllib.error
+import urllib.request
+
+from kubesim.testing import LocalCluster
+
+
+def _get(url, context):
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_readyz_fails_when_etcd_is_unreachable(tmp_path):
+    local = LocalCluster(str(tmp_path / "cluster"), replicas=1)
+    try:
+        local.start()
+        context = ssl.create_default_context(cafile=local.ca_file)
+        base = "https://127.0.0.1:%d" % local.servers[0].port
+        assert _get(base + "/readyz", context) == (200, "ok")
+        local.etcd_proc.terminate()
+        local.etcd_proc.wait(10)
+        code, body = _get(base + "/readyz?verbose", context)
+        assert code == 500
+        assert "[-]etcd failed: reason withheld" in body and "readyz check failed" in body
+        assert _get(base + "/healthz/etcd", context)[0] == 500
+        assert _get(base + "/livez/ping", context) == (200, "ok")
+    finally:
+        local.stop()
+        local.cleanup()
+
+
+def test_node_goes_unknown_without_heartbeats_and_recovers(tmp_path):
+    """Node lifecycle: Ready -> Unknown + unreachable taints after the grace period, back on a heartbeat."""
+    import time
+
+    from kubesim.controllers import NODE, heartbeat_node
+
+    local = LocalCluster(str(tmp_path / "cluster"), replicas=1, node_monitor_grace_period=1.5)
+    try:
+        local.start()
+        api = local.servers[0].api
+        heartbeat_node(api, "node-x", "1.36.2", "10.0.0.9")
+
+        def state():
+            node = api.get(NODE, None, "node-x")
+            ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+            keys = sorted((t["key"], t["effect"]) for t in node["spec"].get("taints") or [])
+            return ready["status"], keys
+
+        assert state() == ("True", [])
+        deadline = time.monotonic() + 15
+        while state()[0] != "Unknown" and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert state() == ("Unknown", [("node.kubernetes.io/unreachable", "NoExecute"),
+                                       ("node.kubernetes.io/unreachable", "NoSchedule")])
+        node = api.get(NODE, None, "node-x")
+        assert all(c["reason"] == "NodeStatusUnknown" for c in node["status"]["conditions"])
+        heartbeat_node(api, "node-x", "1.36.2", "10.0.0.9")
+        deadline = time.monotonic() + 15
+        while state()[1] and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert state()[1] == []
+        assert api.get(NODE, None, "node-x")["status"]["nodeInfo"]["kubeletVersion"] == "v1.36.2"
+    finally:
+        local.stop()
+        local.cleanup()
