@@ -1,0 +1,754 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: baremetal.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: k8s_drain
+short_description: Cordon, drain or uncordon a Kubernetes node, waiting out PodDisruptionBudgets
+version_added: 0.1.0
+description:
+  - Cordons a node, evicts its pods through the Eviction API (C(policy/v1)) and waits until they are
+    gone; or only cordons; or uncordons.
+  - Needs no Kubernetes Python client on the target; it talks HTTPS to the apiserver with the
+    credentials of a kubeconfig (by default C(/etc/kubernetes/admin.conf), present on control-plane nodes).
+  - "Before anything changes, every pod on the node is classified: C(mirror) (the API copy of a static pod;
+    always skipped, the kubelet owns it), C(daemonset) (skipped with I(ignore_daemonsets=true), else refused),
+    C(unmanaged) (no controller; evicted only with I(force=true)), C(emptydir) (local data that is lost;
+    evicted only with I(delete_emptydir_data=true)), C(finished) (Succeeded/Failed; always evicted),
+    C(terminating) (already being deleted) and C(normal). When the options do not allow a pod, the module
+    fails up front and lists B(every) offending pod with the option that would allow it; the node is not
+    cordoned by that failure."
+  - Evictions run in parallel (I(max_parallel)). A C(429) answer means a PodDisruptionBudget does not
+    allow the disruption now; that pod is retried with exponential backoff (0.5 s doubling to 5 s) until
+    I(timeout), while the other evictions and the waiting proceed. When I(timeout) expires the module fails
+    and names every blocked pod with the PodDisruptionBudgets selecting it and their status
+    (C(disruptionsAllowed), C(currentHealthy), C(desiredHealthy), C(expectedPods)).
+  - An eviction is complete when the pod is gone from the node (deleted, or replaced by a pod with a
+    different UID).
+  - B(Cordon contract.) This module never uncordons behind your back and never leaves a node cordoned
+    without saying so. Every result, success or failure, has C(cordoned) (the node's state at the end)
+    and C(was_cordoned). When a drain fails after the cordon, the failure message says
+    C(node <name> is still cordoned) and C(cordoned=true) is returned; playbooks run the drain in a
+    C(block) with an C(always) (or C(rescue)) section that uncordons with I(state=uncordon) when that is
+    what they want. A refusal up front (pods the options do not allow) leaves the node as it was.
+  - In check mode the module reports what it would cordon and evict, and validates every eviction with
+    C(dryRun=All), so a PodDisruptionBudget that blocks I(now) is reported in C(blocked_pods) (and as a warning)
+    before anything changes. Nothing is written in check mode.
+  - C(changed) is true only when the node's schedulability changed or a pod was evicted or deleted;
+    draining a node that is already cordoned and empty reports C(changed=false).
+author:
+  - baremetal.kubernetes maintainers (@baremetal-kubernetes)
+options:
+  name:
+    description: The node name, as in C(kubectl get nodes).
+    type: str
+    required: true
+  state:
+    description:
+      - C(drain) cordons and evicts; C(cordon) only marks the node unschedulable; C(uncordon) marks it
+        schedulable again.
+    type: str
+    choices: [cordon, drain, uncordon]
+    default: drain
+  timeout:
+    description:
+      - Seconds for the whole operation (listing, evictions, PodDisruptionBudget retries and waiting for
+        the pods to be gone).
+    type: int
+    default: 300
+  grace_period:
+    description:
+      - Termination grace period in seconds given to each pod; the pod's own
+        C(terminationGracePeriodSeconds) when omitted. C(0) means immediate deletion.
+    type: int
+  ignore_daemonsets:
+    description:
+      - Skip DaemonSet-managed pods (the DaemonSet controller ignores C(unschedulable) and would recreate them
+        at once). With C(false) a node running DaemonSet pods is refused, like C(kubectl drain).
+    type: bool
+    default: false
+  delete_emptydir_data:
+    description: Evict pods with C(emptyDir) volumes; their local data is lost.
+    type: bool
+    default: false
+  force:
+    description:
+      - Evict pods that no controller manages (bare pods). Nothing recreates them; they are gone for good.
+    type: bool
+    default: false
+  pod_selector:
+    description:
+      - Label selector (C(app=web,tier!=db)); only pods on the node that match it are considered.
+    type: str
+  disable_eviction:
+    description:
+      - Last resort. Delete pods directly instead of evicting them, which B(bypasses PodDisruptionBudgets).
+    type: bool
+    default: false
+  skip_wait_for_delete_timeout:
+    description:
+      - When greater than 0, pods whose deletion started more than this many seconds ago are not waited
+        for (they are reported in C(skipped_pods)), e.g. pods stuck terminating on a dead kubelet.
+      - C(0) waits for every pod.
+    type: int
+    default: 0
+  max_parallel:
+    description: How many evictions are in flight at once.
+    type: int
+    default: 32
+  kubeconfig:
+    description:
+      - Path of the kubeconfig on the target. Certificates and keys may be embedded (C(*-data), written to
+        0600 temporary files for the run and removed) or paths; a bearer token (C(token), C(tokenFile)) is
+        supported. Exec and auth-provider plugins are not.
+      - "YAML kubeconfigs need no PyYAML: without it a strict parser for the subset that kubeconfig writers
+        emit is used."
+    type: path
+    default: /etc/kubernetes/admin.conf
+  context:
+    description: kubeconfig context; the current context when omitted.
+    type: str
+  api_server:
+    description: Use this apiserver (C(host), C(host:port) or URL) instead of the kubeconfig's server.
+    type: str
+  validate_certs:
+    description: Verify the apiserver certificate against the kubeconfig's CA.
+    type: bool
+    default: true
+  request_timeout:
+    description: Seconds for a single API request. Failed requests (5xx, connection errors) are retried with backoff.
+    type: int
+    default: 10
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would be cordoned and evicted; evictions are validated with C(dryRun=All).
+  diff_mode:
+    support: full
+    description: The node's C(spec.unschedulable) before and after.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on any host that can reach the apiserver, usually a control-plane node.
+seealso:
+  - module: baremetal.kubernetes.cluster_health
+  - name: Safely drain a node
+    description: The Kubernetes documentation of drain and PodDisruptionBudgets.
+    link: https://kubernetes.io/docs/tasks/administer-cluster/safely-drain-node/
+"""
+
+EXAMPLES = r"""
+- name: Drain, upgrade and always report the node's state
+  block:
+    - name: Drain the node (cordon + evict, PDB-aware)
+      baremetal.kubernetes.k8s_drain:
+        name: "{{ node_name }}"
+        ignore_daemonsets: true
+        delete_emptydir_data: true
+        timeout: 600
+      delegate_to: "{{ groups['kube_control_plane'][0] }}"
+
+    - name: Upgrade the node
+      ansible.builtin.debug:
+        msg: the upgrade tasks go here
+  always:
+    # The drain module never uncordons by itself; on failure it says "node ... is still cordoned".
+    - name: Make the node schedulable again
+      baremetal.kubernetes.k8s_drain:
+        name: "{{ node_name }}"
+        state: uncordon
+      delegate_to: "{{ groups['kube_control_plane'][0] }}"
+
+- name: Only cordon
+  baremetal.kubernetes.k8s_drain:
+    name: w2
+    state: cordon
+
+- name: What would a drain evict, and would a PDB block it right now?
+  baremetal.kubernetes.k8s_drain:
+    name: w2
+    ignore_daemonsets: true
+  check_mode: true
+  register: would
+
+- name: Evict only the web pods, talking to one apiserver directly
+  baremetal.kubernetes.k8s_drain:
+    name: w2
+    pod_selector: app=web
+    api_server: 10.0.0.11:6443
+    kubeconfig: /etc/kubernetes/admin.conf
+"""
+
+RETURN = r"""
+# The pod lists end in _pods: a top-level `skipped` or `failed` key means something else to Ansible.
+node:
+  description: The node name.
+  returned: always
+  type: str
+  sample: w2
+cordoned:
+  description:
+    - Whether the node is unschedulable at the end of the task (also on failure). In check mode, what it would be.
+  returned: always
+  type: bool
+  sample: true
+was_cordoned:
+  description: Whether the node was already unschedulable when the task started.
+  returned: always
+  type: bool
+  sample: false
+evicted_pods:
+  description:
+    - Pods evicted (or deleted with I(disable_eviction)) and gone from the node. In check mode, the pods
+      whose eviction the apiserver accepted with C(dryRun=All).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    namespace:
+      description: Namespace.
+      type: str
+    name:
+      description: Pod name.
+      type: str
+    kind:
+      description: The classification (C(normal), C(unmanaged), C(emptydir), C(finished), C(terminating)).
+      type: str
+  sample: [{namespace: default, name: web-5d9c-abcde, kind: normal}]
+skipped_pods:
+  description: Pods left on the node, each with the reason.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{namespace: kube-system, name: kube-proxy-x2x9q, kind: daemonset,
+            reason: managed by DaemonSet kube-proxy (ignore_daemonsets=true)}]
+refused_pods:
+  description: Pods the options do not allow to evict, each with the option that would (the task fails).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{namespace: default, name: scratch, kind: unmanaged,
+            reason: "not managed by a controller: nothing would recreate it (force=true allows it)"}]
+blocked_pods:
+  description:
+    - Pods whose eviction a PodDisruptionBudget refused (HTTP 429) until the timeout; in check mode, right now.
+    - Each lists the PodDisruptionBudgets that select the pod, with their status.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - namespace: default
+      name: db-0
+      message: Cannot evict pod as it would violate the pod's disruption budget.
+      attempts: 37
+      pdbs:
+        - namespace: default
+          name: db
+          disruptions_allowed: 0
+          current_healthy: 1
+          desired_healthy: 2
+          expected_pods: 2
+failed_pods:
+  description:
+    - Pods whose eviction failed for another reason than a PodDisruptionBudget, or that did not go away in time.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{namespace: default, name: web-1, message: "evicted but still present after the timeout"}]
+duration:
+  description: Seconds the task took.
+  returned: always
+  type: float
+  sample: 12.4
+"""
+
+import threading
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import (
+    KUBECONFIG_ARGUMENT_SPEC,
+    K8sApiError,
+    K8sClient,
+    KubeConfigError,
+    parse_time,
+    path_quote,
+    selector_matches,
+)
+
+# Backoff for evictions a PodDisruptionBudget refuses: 0.5 s doubling to 5 s (kubectl: a flat 5 s).
+EVICTION_BACKOFF = 0.5
+EVICTION_BACKOFF_MAX = 5.0
+# Polling for evicted pods to be gone: 0.2 s growing to 2 s, one LIST of the node's pods per poll.
+WAIT_POLL = 0.2
+WAIT_POLL_MAX = 2.0
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+
+
+class DrainError(Exception):
+    def __init__(self, msg, **result):
+        super().__init__(msg)
+        self.msg = msg
+        self.result = result
+
+
+def pod_ref(pod):
+    meta = pod.get("metadata") or {}
+    return "%s/%s" % (meta.get("namespace"), meta.get("name"))
+
+
+def _controller(pod):
+    for owner in (pod.get("metadata") or {}).get("ownerReferences") or []:
+        if owner.get("controller"):
+            return owner
+    return None
+
+
+def classify(pod, params, now):
+    """(kind, action, reason) for a pod. action: 'evict', 'skip' or 'refuse'.
+
+    The order follows kubectl drain's filters: already terminating, DaemonSet, mirror, then the local
+    data and unmanaged checks, which finished pods are exempt from.
+    """
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    phase = (pod.get("status") or {}).get("phase")
+    deleting = parse_time(meta.get("deletionTimestamp"))
+    skip_after = params.get("skip_wait_for_delete_timeout") or 0
+    if deleting is not None and skip_after > 0 and now - deleting > skip_after:
+        return ("terminating", "skip", "terminating for %d s, longer than skip_wait_for_delete_timeout=%d"
+                % (now - deleting, skip_after))
+    if MIRROR_ANNOTATION in (meta.get("annotations") or {}):
+        return "mirror", "skip", "mirror pod of a static pod; the kubelet on the node manages it"
+    controller = _controller(pod)
+    if controller and controller.get("kind") == "DaemonSet":
+        if params.get("ignore_daemonsets"):
+            return "daemonset", "skip", "managed by DaemonSet %s (ignore_daemonsets=true)" % controller.get("name")
+        return ("daemonset", "refuse", "managed by DaemonSet %s, which would recreate it at once "
+                "(ignore_daemonsets=true skips DaemonSet pods)" % controller.get("name"))
+    if deleting is not None:
+        return "terminating", "evict", "already terminating"
+    if phase in ("Succeeded", "Failed"):
+        return "finished", "evict", "finished (%s)" % phase
+    reasons = []
+    kinds = []
+    empty_dirs = [v.get("name") for v in spec.get("volumes") or [] if "emptyDir" in v]
+    if not controller:
+        kinds.append("unmanaged")
+        if not params.get("force"):
+            reasons.append("not managed by a controller: nothing would recreate it (force=true allows it)")
+    if empty_dirs:
+        kinds.append("emptydir")
+        if not params.get("delete_emptydir_data"):
+            reasons.append("uses emptyDir volume(s) %s whose data would be lost (delete_emptydir_data=true allows it)"
+                           % ", ".join(empty_dirs))
+    kind = kinds[0] if kinds else "normal"
+    if reasons:
+        return kind, "refuse", "; ".join(reasons)
+    return kind, "evict", "+".join(kinds) if kinds else "normal"
+
+
+class Drainer:
+    """One run of the module against one node."""
+
+    def __init__(self, module, client, clock=time.monotonic, wall=time.time):
+        self.module = module
+        self.params = module.params
+        self.client = client
+        self.clock = clock
+        self.wall = wall
+        self.name = self.params["name"]
+        self.started = clock()
+        self.deadline = self.started + self.params["timeout"]
+        self.node_path = "/api/v1/nodes/%s" % path_quote(self.name)
+        self.stop = threading.Event()
+        self.result = dict(changed=False, node=self.name, cordoned=False, was_cordoned=False, evicted_pods=[],
+                           skipped_pods=[], refused_pods=[], blocked_pods=[], failed_pods=[], duration=0.0)
+
+    # -- node -------------------------------------------------------------------------------
+    def get_node(self):
+        try:
+            return self.client.get(self.node_path, deadline=self.deadline)
+        except K8sApiError as exc:
+            if exc.code == 404:
+                raise DrainError("node %s does not exist in the cluster (kubectl get nodes lists the names)"
+                                 % self.name) from None
+            raise
+
+    def set_unschedulable(self, value):
+        self.client.patch(self.node_path, {"spec": {"unschedulable": True if value else None}},
+                          deadline=self.deadline)
+
+    # -- pods -------------------------------------------------------------------------------
+    def list_pods(self, selector=None):
+        query = {"fieldSelector": "spec.nodeName=%s" % self.name}
+        if selector:
+            query["labelSelector"] = selector
+        return self.client.list_all("/api/v1/pods", query=query, deadline=self.deadline)
+
+    def plan(self, pods):
+        """Classify the pods: (to_evict [(pod, kind)], skipped, refused)."""
+        now = self.wall()
+        to_evict, skipped, refused = [], [], []
+        for pod in sorted(pods, key=pod_ref):
+            kind, action, reason = classify(pod, self.params, now)
+            entry = dict(namespace=pod["metadata"].get("namespace"), name=pod["metadata"].get("name"), kind=kind)
+            if action == "evict":
+                to_evict.append((pod, kind))
+            elif action == "skip":
+                skipped.append(dict(entry, reason=reason))
+            else:
+                refused.append(dict(entry, reason=reason))
+        return to_evict, skipped, refused
+
+    def refuse(self, refused, cordoned_now):
+        lines = ["- %s/%s (%s): %s" % (r["namespace"], r["name"], r["kind"], r["reason"]) for r in refused]
+        if cordoned_now:
+            state = "node %s is still cordoned (this task cordoned it)" % self.name
+        elif self.result["was_cordoned"]:
+            state = "node %s was already cordoned and stays cordoned" % self.name
+        else:
+            state = "nothing was changed: node %s is not cordoned" % self.name
+        raise DrainError("cannot drain node %s: %d pod(s) cannot be evicted with the current options; %s.\n%s"
+                         % (self.name, len(refused), state, "\n".join(lines)), refused_pods=refused)
+
+    # -- eviction ---------------------------------------------------------------------------
+    def _evict_request(self, pod, dry_run=False):
+        meta = pod["metadata"]
+        base = "/api/v1/namespaces/%s/pods/%s" % (path_quote(meta["namespace"]), path_quote(meta["name"]))
+        options = {}
+        if self.params.get("grace_period") is not None:
+            options["gracePeriodSeconds"] = self.params["grace_period"]
+        if meta.get("uid"):
+            options["preconditions"] = {"uid": meta["uid"]}
+        if dry_run:
+            options["dryRun"] = ["All"]
+        query = {"dryRun": "All"} if dry_run else None
+        # 429 is the PDB answer; it is retried here, per pod, not by the client.
+        retry_on = (500, 502, 503, 504)
+        if self.params.get("disable_eviction"):
+            body = dict(options, apiVersion="v1", kind="DeleteOptions")
+            self.client.raw("DELETE", base, body=body, query=query, retry_on=retry_on, deadline=self.deadline)
+        else:
+            body = {"apiVersion": "policy/v1", "kind": "Eviction",
+                    "metadata": {"name": meta["name"], "namespace": meta["namespace"]}}
+            if options:
+                body["deleteOptions"] = options
+            self.client.raw("POST", base + "/eviction", body=body, query=query, retry_on=retry_on,
+                            deadline=self.deadline)
+
+    def evict_one(self, pod, kind, dry_run=False):
+        """Evict one pod, retrying PDB refusals until the deadline.
+
+        Returns (state, info) with state 'evicted', 'gone', 'blocked' or 'failed'.
+        """
+        attempts = 0
+        last = None
+        while True:
+            attempts += 1
+            try:
+                self._evict_request(pod, dry_run=dry_run)
+                return "evicted", dict(attempts=attempts)
+            except K8sApiError as exc:
+                last = exc
+                if exc.code == 404:
+                    return "gone", dict(attempts=attempts)
+                if exc.code == 409 and "precondition" in (exc.message or "").lower():
+                    return "gone", dict(attempts=attempts)  # the UID changed: this pod is already gone
+                if exc.code != 429:
+                    return "failed", dict(attempts=attempts, message=str(exc))
+            if dry_run:
+                return "blocked", dict(attempts=attempts, message=last.message, causes=last.causes)
+            delay = min(EVICTION_BACKOFF_MAX, EVICTION_BACKOFF * (2 ** min(attempts - 1, 16)))
+            if last.retry_after:
+                delay = max(delay, min(EVICTION_BACKOFF_MAX, last.retry_after))
+            remaining = self.deadline - self.clock()
+            if self.stop.is_set() or remaining <= 0.1:
+                return "blocked", dict(attempts=attempts, message=last.message, causes=last.causes)
+            # The last attempt is made just before the deadline, not one backoff step early.
+            self.stop.wait(min(delay, remaining - 0.1))
+            if self.stop.is_set():
+                return "blocked", dict(attempts=attempts, message=last.message, causes=last.causes)
+
+    def pdbs_for(self, pods):
+        """PodDisruptionBudgets selecting each pod, with their status: {pod_ref: [pdb dict]}."""
+        cache = {}
+        out = {}
+        for pod in pods:
+            namespace = pod["metadata"]["namespace"]
+            if namespace not in cache:
+                try:
+                    cache[namespace] = self.client.list_all(
+                        "/apis/policy/v1/namespaces/%s/poddisruptionbudgets" % path_quote(namespace), retries=1)
+                except K8sApiError as exc:
+                    cache[namespace] = exc
+            pdbs = cache[namespace]
+            if isinstance(pdbs, K8sApiError):
+                out[pod_ref(pod)] = [dict(namespace=namespace, name="?", error="cannot list PDBs: %s" % pdbs)]
+                continue
+            matching = []
+            for pdb in pdbs:
+                selector = (pdb.get("spec") or {}).get("selector")
+                if selector_matches(selector, (pod.get("metadata") or {}).get("labels")):
+                    status = pdb.get("status") or {}
+                    spec = pdb.get("spec") or {}
+                    entry = dict(namespace=namespace, name=pdb["metadata"]["name"],
+                                 disruptions_allowed=status.get("disruptionsAllowed"),
+                                 current_healthy=status.get("currentHealthy"),
+                                 desired_healthy=status.get("desiredHealthy"),
+                                 expected_pods=status.get("expectedPods"))
+                    for key in ("minAvailable", "maxUnavailable"):
+                        if key in spec:
+                            entry["min_available" if key == "minAvailable" else "max_unavailable"] = spec[key]
+                    matching.append(entry)
+            out[pod_ref(pod)] = matching
+        return out
+
+    def evict_all(self, to_evict, dry_run=False):
+        """Evict in parallel and (unless dry_run) wait until the evicted pods are gone."""
+        outcomes = {}
+        pending = {}  # uid -> (pod, kind) evicted and not yet gone
+        workers = max(1, min(self.params["max_parallel"], len(to_evict)))
+        executor = ThreadPoolExecutor(max_workers=workers)
+        try:
+            futures = {executor.submit(self.evict_one, pod, kind, dry_run): (pod, kind) for pod, kind in to_evict}
+            if dry_run:
+                for future, (pod, kind) in futures.items():
+                    outcomes[pod_ref(pod)] = (pod, kind, *future.result())
+            else:
+                pending = self._wait(futures, outcomes)
+        finally:
+            self.stop.set()
+            executor.shutdown(wait=True)
+        return outcomes, pending
+
+    def _wait(self, futures, outcomes):
+        """Collect eviction outcomes while polling for evicted pods to be gone. Returns what is still pending."""
+        pending = {}
+        remaining = dict(futures)
+        interval = WAIT_POLL
+        while True:
+            for future in [f for f in remaining if f.done()]:
+                pod, kind = remaining.pop(future)
+                state, info = future.result()
+                outcomes[pod_ref(pod)] = (pod, kind, state, info)
+                if state == "evicted":
+                    pending[pod["metadata"].get("uid") or pod_ref(pod)] = (pod, kind)
+            if pending:
+                try:
+                    present = {p["metadata"].get("uid"): p for p in self.list_pods()}
+                except K8sApiError:
+                    present = None  # a failed poll is not fatal; the next one may work
+                if present is not None:
+                    now = self.wall()
+                    skip_after = self.params.get("skip_wait_for_delete_timeout") or 0
+                    for uid in list(pending):
+                        current = present.get(uid)
+                        if current is None:
+                            pod, kind = pending.pop(uid)
+                            outcomes[pod_ref(pod)] = (pod, kind, "done", {})
+                            continue
+                        deleting = parse_time((current.get("metadata") or {}).get("deletionTimestamp"))
+                        if skip_after > 0 and deleting is not None and now - deleting > skip_after:
+                            pod, kind = pending.pop(uid)
+                            outcomes[pod_ref(pod)] = (pod, kind, "stuck", {})
+            if not remaining and not pending:
+                return pending
+            if self.clock() >= self.deadline:
+                self.stop.set()
+                for future in list(remaining):
+                    pod, kind = remaining.pop(future)
+                    state, info = future.result()
+                    outcomes[pod_ref(pod)] = (pod, kind, state, info)
+                    if state == "evicted":
+                        pending[pod["metadata"].get("uid") or pod_ref(pod)] = (pod, kind)
+                return pending
+            wait_for = min(interval, max(0.0, self.deadline - self.clock()))
+            if remaining and not pending:
+                # Nothing to poll yet: wake up as soon as an eviction finishes.
+                futures_wait(list(remaining), timeout=wait_for, return_when=FIRST_COMPLETED)
+            else:
+                time.sleep(wait_for)
+                interval = min(WAIT_POLL_MAX, interval * 1.5)
+
+    # -- the run ----------------------------------------------------------------------------
+    def run(self):
+        check = self.module.check_mode
+        state = self.params["state"]
+        node = self.get_node()
+        was = bool((node.get("spec") or {}).get("unschedulable"))
+        res = self.result
+        res.update(was_cordoned=was, cordoned=was)
+        self.module_diff = dict(before=dict(unschedulable=was), after=dict(unschedulable=was))
+
+        if state == "uncordon":
+            if was:
+                if not check:
+                    self.set_unschedulable(False)
+                res.update(changed=True, cordoned=False)
+            return self.finish()
+
+        to_evict = []
+        if state == "drain":
+            pods = self.list_pods(self.params.get("pod_selector"))
+            to_evict, skipped, refused = self.plan(pods)
+            res.update(skipped_pods=skipped, refused_pods=refused)
+            if refused:
+                self.refuse(refused, cordoned_now=False)
+
+        if not was:
+            if not check:
+                self.set_unschedulable(True)
+            res.update(changed=True, cordoned=True)
+        if state == "cordon":
+            return self.finish()
+
+        if not check:
+            # Listed again after the cordon: nothing new can be scheduled now, so this list is final.
+            to_evict, skipped, refused = self.plan(self.list_pods(self.params.get("pod_selector")))
+            res.update(skipped_pods=skipped, refused_pods=refused)
+            if refused:
+                self.refuse(refused, cordoned_now=True)
+        if not to_evict:
+            return self.finish()
+
+        outcomes, pending = self.evict_all(to_evict, dry_run=check)
+        blocked_pods = []
+        for ref in sorted(outcomes):
+            pod, kind, state_, info = outcomes[ref]
+            entry = dict(namespace=pod["metadata"]["namespace"], name=pod["metadata"]["name"], kind=kind)
+            if state_ in ("done", "evicted") and (check or state_ == "done"):
+                res["evicted_pods"].append(entry)
+            elif state_ == "gone":
+                res["skipped_pods"].append(dict(entry, reason="already gone when its eviction was sent"))
+            elif state_ == "stuck":
+                res["evicted_pods"].append(entry)
+                reason = "evicted; still terminating after skip_wait_for_delete_timeout, not waited for"
+                res["skipped_pods"].append(dict(entry, reason=reason))
+            elif state_ == "blocked":
+                blocked_pods.append(pod)
+                res["blocked_pods"].append(dict(entry, message=info.get("message"), attempts=info.get("attempts"),
+                                           causes=[c.get("message") for c in info.get("causes") or []]))
+            elif state_ == "failed":
+                res["failed_pods"].append(dict(entry, message=info.get("message")))
+        for pod, kind in pending.values():
+            meta = pod["metadata"]
+            res["failed_pods"].append(dict(namespace=meta["namespace"], name=meta["name"], kind=kind,
+                                           message="evicted, but still on the node when the timeout expired"))
+        if res["evicted_pods"]:
+            res["changed"] = True
+        if blocked_pods:
+            pdbs = self.pdbs_for(blocked_pods)
+            for entry in res["blocked_pods"]:
+                entry["pdbs"] = pdbs.get("%s/%s" % (entry["namespace"], entry["name"]), [])
+        if check:
+            if res["blocked_pods"]:
+                self.module.warn("a drain of node %s would be blocked right now: %s"
+                                 % (self.name, "; ".join(describe_blocked(b) for b in res["blocked_pods"])))
+            if res["failed_pods"]:
+                rejected = ["%s/%s: %s" % (f["namespace"], f["name"], f["message"]) for f in res["failed_pods"]]
+                raise DrainError("check mode: the apiserver rejected the dry-run eviction of %d pod(s): %s"
+                                 % (len(rejected), "; ".join(rejected)))
+            return self.finish()
+        if res["blocked_pods"] or res["failed_pods"]:
+            parts = []
+            if res["blocked_pods"]:
+                parts.append("%d pod(s) still blocked by PodDisruptionBudgets after %d s: %s"
+                             % (len(res["blocked_pods"]), self.params["timeout"],
+                                "; ".join(describe_blocked(b) for b in res["blocked_pods"])))
+            if res["failed_pods"]:
+                parts.append("%d pod(s) failed: %s" % (len(res["failed_pods"]), "; ".join(
+                    "%s/%s: %s" % (f["namespace"], f["name"], f["message"]) for f in res["failed_pods"])))
+            raise DrainError("drain of node %s did not complete: %s. %d pod(s) were evicted. Node %s is still "
+                             "cordoned (unschedulable); fix the cause and re-run, or uncordon it with "
+                             "state=uncordon." % (self.name, " | ".join(parts), len(res["evicted_pods"]), self.name))
+        return self.finish()
+
+    def finish(self):
+        self.result["duration"] = round(self.clock() - self.started, 3)
+        self.module_diff["after"] = dict(unschedulable=self.result["cordoned"])
+        if self.module._diff:
+            self.result["diff"] = self.module_diff
+        return self.result
+
+
+def describe_blocked(entry):
+    pdbs = entry.get("pdbs")
+    if pdbs is None:
+        pdb_text = "; ".join(entry.get("causes") or []) or entry.get("message") or "PodDisruptionBudget"
+    elif not pdbs:
+        pdb_text = "no PodDisruptionBudget selects it any more (%s)" % (entry.get("message") or "")
+    else:
+        pdb_text = ", ".join(
+            "PDB %s/%s" % (p["namespace"], p["name"]) + (
+                ": %s" % p["error"] if p.get("error") else
+                " (disruptionsAllowed=%s, currentHealthy=%s, desiredHealthy=%s, expectedPods=%s)"
+                % (p.get("disruptions_allowed"), p.get("current_healthy"), p.get("desired_healthy"),
+                   p.get("expected_pods")))
+            for p in pdbs)
+    return "%s/%s blocked by %s" % (entry["namespace"], entry["name"], pdb_text)
+
+
+def main():
+    argument_spec = dict(
+        name=dict(type="str", required=True),
+        state=dict(type="str", default="drain", choices=["cordon", "drain", "uncordon"]),
+        timeout=dict(type="int", default=300),
+        grace_period=dict(type="int"),
+        ignore_daemonsets=dict(type="bool", default=False),
+        delete_emptydir_data=dict(type="bool", default=False),
+        force=dict(type="bool", default=False),
+        pod_selector=dict(type="str"),
+        disable_eviction=dict(type="bool", default=False),
+        skip_wait_for_delete_timeout=dict(type="int", default=0),
+        max_parallel=dict(type="int", default=32),
+    )
+    argument_spec.update(KUBECONFIG_ARGUMENT_SPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if module.params["timeout"] < 1:
+        module.fail_json(msg="timeout must be at least 1 second, got %d" % module.params["timeout"])
+    if module.params["max_parallel"] < 1:
+        module.fail_json(msg="max_parallel must be at least 1, got %d" % module.params["max_parallel"])
+    if module.params["grace_period"] is not None and module.params["grace_period"] < 0:
+        module.params["grace_period"] = None  # kubectl's -1: the pod's own grace period
+
+    client = None
+    drainer = None
+    try:
+        client = K8sClient.from_module(module)
+        drainer = Drainer(module, client)
+        result = drainer.run()
+    except DrainError as exc:
+        result = dict(drainer.result) if drainer else {}
+        result.update(exc.result)
+        if drainer:
+            result["duration"] = round(drainer.clock() - drainer.started, 3)
+        module.fail_json(msg=exc.msg, **result)
+    except (KubeConfigError, K8sApiError) as exc:
+        result = dict(drainer.result) if drainer else {}
+        msg = "k8s_drain on node %s: %s" % (module.params["name"], exc)
+        if result.get("cordoned"):
+            msg += ". Node %s is still cordoned (unschedulable)." % module.params["name"]
+        module.fail_json(msg=msg, exception=traceback.format_exc(), **result)
+    except Exception as exc:  # a bug must still not hide that the node is cordoned
+        result = dict(drainer.result) if drainer else {}
+        msg = "k8s_drain on node %s failed unexpectedly: %s: %s" % (module.params["name"], type(exc).__name__, exc)
+        if result.get("cordoned"):
+            msg += ". Node %s is still cordoned (unschedulable)." % module.params["name"]
+        module.fail_json(msg=msg, exception=traceback.format_exc(), **result)
+    finally:
+        if client:
+            client.close()
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

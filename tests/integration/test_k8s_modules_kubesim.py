@@ -1,0 +1,271 @@
+# Copyright: baremetal.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""k8s_drain and cluster_health, run by ansible-playbook, against kubesim (tests/kubesim).
+
+kubesim is the project's Kubernetes test double: a simulated kube-apiserver over TLS, backed by a
+real etcd on loopback, with the scheduler, ReplicaSet/DaemonSet controllers and the kubelet's pod
+lifecycle simulated (see tests/kubesim). The modules talk to it exactly as to a real apiserver:
+HTTPS with the client certificate embedded in a kubeconfig.
+
+Not covered here: check mode (kubesim does not implement ``dryRun`` on evictions, so a dry run would
+really evict); the unit tests cover it against the mocked transport.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+KUBESIM = REPO / "tests" / "kubesim"
+# The checkout as ansible_collections.baremetal.kubernetes (see tests/unit/conftest.py) and kubesim.
+for entry in (REPO / ".collections", KUBESIM):
+    if str(entry) not in sys.path:
+        sys.path.insert(0, str(entry))
+
+from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import (  # noqa: E402
+    K8sApiError,
+    K8sClient,
+)
+
+LocalCluster = pytest.importorskip("kubesim.testing", reason="kubesim (tests/kubesim) is not available").LocalCluster
+
+PLAY = """\
+- name: Run one module and save its result
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  tasks:
+    - name: Call the module
+      %(module)s: %(args)s
+      register: outcome
+      ignore_errors: true
+    - name: Save the result
+      ansible.builtin.copy:
+        content: "{{ outcome | to_json }}"
+        dest: %(out)s
+        mode: "0600"
+"""
+
+
+def node_body(name, ip, kubelet="v1.37.1", unschedulable=False, ready=True, heartbeat_age=0):
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - heartbeat_age))
+    ready_cond = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready "
+                  "status", "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}
+    if not ready:
+        ready_cond.update(status="Unknown", reason="NodeStatusUnknown", message="Kubelet stopped posting node status.")
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "spec": {"unschedulable": True} if unschedulable else {},
+            "status": {"conditions": [ready_cond], "addresses": [{"type": "InternalIP", "address": ip}],
+                       "nodeInfo": {"kubeletVersion": kubelet}}}
+
+
+def replicaset(name, replicas, labels):
+    return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"terminationGracePeriodSeconds": 1,
+                                           "containers": [{"name": name, "image": "registry.invalid/%s:1" % name}]}}}}
+
+
+def pdb(name, labels, **spec):
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": name, "namespace": "default"}, "spec": dict(spec, selector={"matchLabels": labels})}
+
+
+def wait_for(predicate, timeout=60, interval=0.3, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("%s not met within %ss" % (what, timeout))
+
+
+def ready(pod):
+    return not pod["metadata"].get("deletionTimestamp") and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions") or [])
+
+
+class Sim:
+    def __init__(self, local, tmp_path, run_playbook):
+        self.local = local
+        self.tmp = tmp_path
+        self.run_playbook = run_playbook
+        self.kubeconfig = local.kubeconfigs[0]
+        self.api = K8sClient.from_kubeconfig(self.kubeconfig)
+
+    def pods(self, selector=None, node=None):
+        query = {"labelSelector": selector}
+        if node:
+            query["fieldSelector"] = "spec.nodeName=%s" % node
+        return self.api.list_all("/api/v1/namespaces/default/pods", query=query)
+
+    def cordon(self, name, value):
+        self.api.patch("/api/v1/nodes/%s" % name, {"spec": {"unschedulable": True if value else None}})
+
+    def module(self, module_name, **args):
+        args.setdefault("kubeconfig", self.kubeconfig)
+        out = self.tmp / ("%s-%d.json" % (module_name, time.monotonic_ns()))
+        play = self.tmp / "play.yml"
+        play.write_text(PLAY % dict(module="baremetal.kubernetes.%s" % module_name, args=json.dumps(args), out=out))
+        started = time.monotonic()
+        result = self.run_playbook("-i", "localhost,", str(play), timeout=240)
+        assert result.returncode == 0, result.stdout + result.stderr
+        outcome = json.loads(out.read_text())
+        outcome["_wall"] = time.monotonic() - started
+        return outcome
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    for binary in ("/usr/bin/etcd",):
+        if not Path(binary).exists():
+            pytest.fail("%s is required for the kubesim integration tests (make deps installs it)" % binary)
+    local = LocalCluster(str(tmp_path_factory.mktemp("kubesim") / "cluster"), replicas=2)
+    try:
+        local.start()
+        yield local
+    finally:
+        local.stop()
+        local.cleanup()
+
+
+@pytest.fixture
+def sim(local, tmp_path, run_playbook):
+    sim = Sim(local, tmp_path, run_playbook)
+    yield sim
+    sim.api.close()
+
+
+def test_drain_30_pods_with_daemonset_and_pdb(sim):
+    api = sim.api
+    for index, name in enumerate(("node-a", "node-b", "node-c")):
+        api.request("POST", "/api/v1/nodes", body=node_body(name, "10.0.0.%d" % (21 + index),
+                                                            unschedulable=name != "node-a"))
+    # Everything starts on node-a: the other nodes are cordoned while the workloads are placed.
+    api.request("POST", "/apis/apps/v1/namespaces/default/replicasets", body=replicaset("web", 30, {"app": "web"}))
+    api.request("POST", "/apis/apps/v1/namespaces/default/replicasets", body=replicaset("db", 2, {"app": "db"}))
+    api.request("POST", "/apis/policy/v1/namespaces/default/poddisruptionbudgets",
+                body=pdb("db", {"app": "db"}, maxUnavailable=1))
+    ds = replicaset("agent", 0, {"app": "agent"})
+    ds["kind"] = "DaemonSet"
+    ds["spec"].pop("replicas")
+    api.request("POST", "/apis/apps/v1/namespaces/default/daemonsets", body=ds)
+    wait_for(lambda: len([p for p in sim.pods(node="node-a") if ready(p)]) == 33, what="33 pods Ready on node-a")
+    for name in ("node-b", "node-c"):
+        sim.cordon(name, False)
+
+    # Watch the PDB pods the whole time: never more than 1 of 2 may be down.
+    lowest = [2]
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            with contextlib.suppress(K8sApiError):
+                lowest[0] = min(lowest[0], len([p for p in sim.pods("app=db") if ready(p)]))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result = sim.module("k8s_drain", name="node-a", ignore_daemonsets=True, timeout=120)
+    finally:
+        stop.set()
+        watcher.join(5)
+    print("k8s_drain of 33 pods (30 web, 2 db under a PDB, 1 DaemonSet): module %.1f s, task %.1f s, PDB pods "
+          "Ready at least %d of 2" % (result.get("duration", -1), result["_wall"], lowest[0]))
+    assert not result.get("failed"), result.get("msg")
+    assert result["changed"] is True and result["cordoned"] is True
+    assert len(result["evicted_pods"]) == 32
+    assert [(p["name"].split("-")[0], p["kind"]) for p in result["skipped_pods"]] == [("agent", "daemonset")]
+    assert lowest[0] >= 1
+    left = sim.pods(node="node-a")
+    assert [p["metadata"]["name"].split("-")[0] for p in left] == ["agent"]
+    wait_for(lambda: len([p for p in sim.pods("app=web") if ready(p)]) == 30, what="30 web pods Ready elsewhere")
+    wait_for(lambda: len([p for p in sim.pods("app=db") if ready(p)]) == 2, what="2 db pods Ready elsewhere")
+    assert all(p["spec"]["nodeName"] != "node-a" for p in sim.pods("app in (web,db)") if ready(p))
+    assert api.get("/api/v1/nodes/node-a")["spec"].get("unschedulable") is True
+
+    again = sim.module("k8s_drain", name="node-a", ignore_daemonsets=True)
+    assert again["changed"] is False and again["evicted_pods"] == []
+
+    uncordon = sim.module("k8s_drain", name="node-a", state="uncordon")
+    assert uncordon["changed"] is True and uncordon["cordoned"] is False
+    assert not api.get("/api/v1/nodes/node-a")["spec"].get("unschedulable")
+
+
+def test_unsatisfiable_pdb_times_out_naming_it_and_node_stays_cordoned(sim):
+    api = sim.api
+    api.request("POST", "/api/v1/nodes", body=node_body("node-d", "10.0.0.31"))
+    for name in ("node-a", "node-b", "node-c"):
+        sim.cordon(name, True)
+    api.request("POST", "/apis/apps/v1/namespaces/default/replicasets", body=replicaset("solo", 1, {"app": "solo"}))
+    api.request("POST", "/apis/policy/v1/namespaces/default/poddisruptionbudgets",
+                body=pdb("solo", {"app": "solo"}, minAvailable=1))
+    wait_for(lambda: [p for p in sim.pods("app=solo", node="node-d") if ready(p)], what="solo pod Ready on node-d")
+    result = sim.module("k8s_drain", name="node-d", ignore_daemonsets=True, timeout=5)
+    print("unsatisfiable PDB: failed after %.1f s with: %s" % (result.get("duration", -1), result["msg"]))
+    assert result["failed"] is True and result["cordoned"] is True
+    assert "blocked by PDB default/solo (disruptionsAllowed=0, currentHealthy=1, desiredHealthy=1" in result["msg"]
+    assert "Node node-d is still cordoned" in result["msg"]
+    assert 5 <= result["duration"] < 15
+    assert result["blocked_pods"][0]["pdbs"][0]["name"] == "solo"
+    assert api.get("/api/v1/nodes/node-d")["spec"].get("unschedulable") is True
+    assert [p for p in sim.pods("app=solo", node="node-d") if ready(p)]
+    for name in ("node-a", "node-b", "node-c", "node-d"):
+        sim.cordon(name, False)
+
+
+def test_cluster_health_catches_kubelet_replica_and_skew(sim, local):
+    api = sim.api
+    servers = ["127.0.0.1:%d" % server.port for server in local.servers]
+    base = dict(apiservers=servers, control_plane_components=[], max_heartbeat_age=3600)
+    healthy = sim.module("cluster_health", **base)
+    assert healthy["healthy"] is True, healthy.get("msg")
+    assert healthy["changed"] is False and len(healthy["apiservers"]) == 3
+
+    # etcd through the collection's etcd health helper (etcdctl against kubesim's real TLS etcd).
+    etcd = dict(endpoints=[local.etcd_url], cacert=local.etcd_ca_file, cert=local.etcd_client[0],
+                key=local.etcd_client[1])
+    with_etcd = sim.module("cluster_health", etcd=etcd, **base)
+    assert with_etcd["healthy"] is True, with_etcd.get("msg")
+    assert with_etcd["etcd"]["healthy"] is True and with_etcd["etcd"]["member_count"] == 1
+    wrong_ca = sim.module("cluster_health", etcd=dict(etcd, cacert=local.ca_file), **base)
+    print("cluster_health with etcd and the wrong CA: %s" % wrong_ca["msg"])
+    assert wrong_ca["failed"] is True and "etcd %s" % local.etcd_url in wrong_ca["msg"]
+
+    # A stopped kubelet: the node lifecycle controller has marked the node's Ready condition Unknown.
+    api.request("POST", "/api/v1/nodes", body=node_body("node-x", "10.0.0.41", ready=False, heartbeat_age=95))
+    # Version skew: a kubelet newer than the apiserver (kubesim reports v1.37.1).
+    api.request("POST", "/api/v1/nodes", body=node_body("node-y", "10.0.0.42", kubelet="v1.38.0"))
+    broken = sim.module("cluster_health", **base)
+    assert broken["failed"] is True
+    # Created 95 s "old"; ansible-playbook start-up adds a few seconds.
+    match = re.search(r"node node-x NotReady for (\d+) s \(last heartbeat [0-9T:Z-]+, (\d+) s ago\): "
+                      r"NodeStatusUnknown: Kubelet stopped posting node status\.", broken["msg"])
+    assert match and 95 <= int(match.group(1)) < 160, broken["msg"]
+    assert "kubelet on node-y is 1.38.0, newer than the oldest kube-apiserver (1.37.1" in broken["msg"]
+    for name in ("node-x", "node-y"):
+        api.request("DELETE", "/api/v1/nodes/%s" % name)
+
+    # A stopped apiserver replica while the endpoint (replica 0) still answers.
+    local.servers[1].stop()
+    stopped = sim.module("cluster_health", **base)
+    print("cluster_health with a stopped replica: %s" % stopped["msg"])
+    assert stopped["failed"] is True
+    assert stopped["failures"] == ["apiserver https://%s unreachable: [Errno 111] Connection refused" % servers[1]] \
+        or (len(stopped["failures"]) == 1 and stopped["failures"][0].startswith(
+            "apiserver https://%s unreachable" % servers[1]))
+    assert [a["ready"] for a in stopped["apiservers"]] == [True, True, False]

@@ -1,0 +1,89 @@
+# Copyright: baremetal.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The set_module_args / AnsibleExitJson / AnsibleFailJson pattern for module unit tests.
+
+Usage::
+
+    with set_module_args({"name": "w1"}), pytest.raises(AnsibleExitJson) as result:
+        my_module.main()
+    assert result.value.result["changed"] is False
+
+``patched_exits()`` (a context manager, or use it in a fixture) turns
+``exit_json``/``fail_json`` into exceptions carrying the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from unittest import mock
+
+from ansible.module_utils import basic
+from ansible.module_utils.common import warnings
+
+try:  # ansible-core >= 2.19
+    from ansible.module_utils.testing import patch_module_args as _patch_module_args
+except ImportError:  # pragma: no cover - older ansible-core
+    _patch_module_args = None
+
+
+class AnsibleExitJson(Exception):
+    """exit_json was called; ``result`` holds its arguments."""
+
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
+class AnsibleFailJson(Exception):
+    """fail_json was called; ``result`` holds its arguments (``msg`` included)."""
+
+    def __init__(self, result):
+        super().__init__(result.get("msg"))
+        self.result = result
+
+
+def _collected_warnings(kwargs):
+    """Like the real exit_json/fail_json: add what module.warn() collected as ``warnings``."""
+    collected = list(warnings.get_warning_messages())
+    if collected:
+        kwargs["warnings"] = collected
+
+
+def _exit_json(self, **kwargs):
+    kwargs.setdefault("changed", False)
+    _collected_warnings(kwargs)
+    raise AnsibleExitJson(kwargs)
+
+
+def _fail_json(self, msg, **kwargs):
+    _collected_warnings(kwargs)
+    kwargs["failed"] = True
+    kwargs["msg"] = msg
+    raise AnsibleFailJson(kwargs)
+
+
+@contextlib.contextmanager
+def set_module_args(args):
+    """Expose ``args`` (plus the internal defaults) to AnsibleModule instances created in the block."""
+    args = dict(args)
+    # Warnings are collected process-wide; start each module run with none.
+    getattr(warnings, "_global_warnings", {}).clear()
+    args.setdefault("_ansible_remote_tmp", "/tmp")
+    args.setdefault("_ansible_keep_remote_files", False)
+    if _patch_module_args is not None:
+        with _patch_module_args(args):
+            yield
+        return
+    import json  # pragma: no cover - older ansible-core
+
+    from ansible.module_utils.common.text.converters import to_bytes
+
+    with mock.patch.object(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))):
+        yield
+
+
+@contextlib.contextmanager
+def patched_exits():
+    """Patch AnsibleModule.exit_json/fail_json to raise AnsibleExitJson/AnsibleFailJson."""
+    with mock.patch.multiple(basic.AnsibleModule, exit_json=_exit_json, fail_json=_fail_json):
+        yield
