@@ -28,6 +28,9 @@ HOST_VARIABLES = (
     "node_network",
     "node_name",
     "k8s_control_plane_as_worker",
+    # The loadbalancer role's inventory-level rules (router id range, single-node opt-in).
+    "loadbalancer_keepalived_virtual_router_id",
+    "loadbalancer_allow_single_node",
 )
 _MISSING = object()
 

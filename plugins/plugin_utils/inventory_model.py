@@ -51,6 +51,11 @@ CLUSTER_VARIABLES = (
 
 ETCD_SIZES = (1, 3, 5, 7)
 
+# The loadbalancer role's variables the preflight checks as inventory data (role defaults).
+LB_ROUTER_ID_VARIABLE = "loadbalancer_keepalived_virtual_router_id"
+LB_ROUTER_ID_DEFAULT = 51
+LB_ALLOW_SINGLE_VARIABLE = "loadbalancer_allow_single_node"
+
 # Ports the collection's own services use on control-plane hosts. The API frontend
 # (HAProxy) shares those hosts, so it must not collide with any of them.
 RESERVED_PORTS = {
@@ -124,7 +129,8 @@ class InventoryModel:
     :param cluster: cluster-wide variable name -> value, as the play resolves it
     :param hosts: host name -> dict of the per-host variables the rules read:
         ``ansible_host``, ``ansible_port``, ``ansible_connection``, ``node_ip``,
-        ``node_network``, ``node_name``, ``k8s_control_plane_as_worker`` and, under
+        ``node_network``, ``node_name``, ``k8s_control_plane_as_worker``, the loadbalancer
+        role's ``loadbalancer_keepalived_virtual_router_id`` and ``loadbalancer_allow_single_node`` and, under
         ``cluster_overrides``, any cluster-wide variable whose value on that host
         differs from the cluster's.
     """
@@ -188,6 +194,7 @@ class InventoryModel:
         self.check_node_names()
         networks = self.check_node_addresses()
         self.check_api_endpoint(networks)
+        self.check_loadbalancers()
         self.check_cluster_subnets(networks)
         return self.problems
 
@@ -401,6 +408,39 @@ class InventoryModel:
                 self.add(CLUSTER, "k8s_api_vip",
                          "%s is the network or broadcast address of %s." % (vip, network),
                          "pick a host address inside %s." % network)
+
+    def check_loadbalancers(self):
+        """keepalived's router id and the single-node refusal, before any host is touched."""
+        router_ids = {}
+        for host in self.loadbalancers:
+            value = self.hostvar(host, LB_ROUTER_ID_VARIABLE, LB_ROUTER_ID_DEFAULT)
+            try:
+                number = int(str(value).strip())
+            except (TypeError, ValueError):
+                number = None
+            if number is None or not 1 <= number <= 255:
+                self.add(host, LB_ROUTER_ID_VARIABLE,
+                         "%r is not a VRRP router id; VRRP allows 1 to 255." % (value,),
+                         "set %s to a number from 1 to 255 that no other VRRP instance on the nodes' network "
+                         "uses (the default is %d)." % (LB_ROUTER_ID_VARIABLE, LB_ROUTER_ID_DEFAULT))
+                continue
+            router_ids.setdefault(number, []).append(host)
+        if len(router_ids) > 1:
+            listing = "; ".join("%d on %s" % (number, ", ".join(hosts)) for number, hosts in sorted(router_ids.items()))
+            self.add(CLUSTER, LB_ROUTER_ID_VARIABLE,
+                     "the load-balancer nodes use different VRRP router ids (%s), so they would never see each "
+                     "other and each would hold the VIP." % listing,
+                     "set %s once, in group_vars/all or group_vars/loadbalancer." % LB_ROUTER_ID_VARIABLE)
+
+        loadbalancers = self.loadbalancers
+        control_plane = self.group(GROUP_CONTROL_PLANE)
+        if len(loadbalancers) == 1 and len(control_plane) > 1 and \
+                not _truthy(self.hostvar(loadbalancers[0], LB_ALLOW_SINGLE_VARIABLE, False)):
+            self.add(loadbalancers[0], "groups.%s" % GROUP_LOADBALANCER,
+                     "it is the only load-balancer node in front of %d control-plane nodes, so the API endpoint "
+                     "would fail with this one host however many apiservers run." % len(control_plane),
+                     "put 2 or 3 hosts in the '%s' group (or leave it empty to use the control-plane hosts), or "
+                     "set %s: true to accept a single load balancer." % (GROUP_LOADBALANCER, LB_ALLOW_SINGLE_VARIABLE))
 
     def check_cluster_subnets(self, networks):
         parsed = {}

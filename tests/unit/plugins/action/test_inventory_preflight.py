@@ -382,3 +382,22 @@ def test_no_task_vars_reports_an_empty_inventory():
     assert result["hosts_checked"] == 0
     variables = {item["variable"] for item in result["problems"]}
     assert {"groups.kube_control_plane", "groups.etcd", "k8s_version"} <= variables
+
+
+# -- the loadbalancer role's inventory-level variables ------------------------------------------
+def test_loadbalancer_variables_reach_the_rules():
+    task_vars = good_task_vars()
+    task_vars["hostvars"]["cp2"]["loadbalancer_keepalived_virtual_router_id"] = 300
+    result = run(task_vars, {"fail_on_problems": False})
+    assert [(item["host"], item["variable"]) for item in result["problems"]] == [
+        ("cp2", "loadbalancer_keepalived_virtual_router_id"),
+    ]
+
+
+def test_single_loadbalancer_opt_in_from_hostvars():
+    task_vars = good_task_vars()
+    task_vars["groups"]["loadbalancer"] = ["cp1"]
+    refused = run(copy.deepcopy(task_vars), {"fail_on_problems": False})
+    assert [(item["host"], item["variable"]) for item in refused["problems"]] == [("cp1", "groups.loadbalancer")]
+    task_vars["hostvars"]["cp1"]["loadbalancer_allow_single_node"] = True
+    assert not run(task_vars).get("failed", False)

@@ -181,6 +181,13 @@ SERVICE = (CLUSTER, "k8s_service_subnet")
 VERSION = (CLUSTER, "k8s_version")
 ETCD_VERSION = (CLUSTER, "etcd_version")
 CLUSTER_NAME = (CLUSTER, "k8s_cluster_name")
+ROUTER_ID = "loadbalancer_keepalived_virtual_router_id"
+
+
+def set_loadbalancers(*values, hosts=("cp1", "cp2", "cp3")):
+    """Set variables on every load-balancer host (as group_vars/loadbalancer would)."""
+    return chain(*(set_host(host, **dict(values)) for host in hosts))
+
 
 BAD_CASES = [
     # groups
@@ -389,6 +396,25 @@ BAD_CASES = [
          "is not a DNS label"),
     case("cluster-name-empty", set_cluster(k8s_cluster_name=""), [CLUSTER_NAME], "'' is not a DNS label"),
     case("cluster-name-missing", set_cluster(k8s_cluster_name=ABSENT), [CLUSTER_NAME], "None is not a DNS label"),
+    # the loadbalancer role's inventory-level rules
+    case("router-id-0", set_loadbalancers((ROUTER_ID, 0)),
+         [("cp1", ROUTER_ID), ("cp2", ROUTER_ID), ("cp3", ROUTER_ID)], "VRRP allows 1 to 255", "from 1 to 255"),
+    case("router-id-256", set_loadbalancers((ROUTER_ID, 256)),
+         [("cp1", ROUTER_ID), ("cp2", ROUTER_ID), ("cp3", ROUTER_ID)], "256 is not a VRRP router id",
+         "from 1 to 255"),
+    case("router-id-not-a-number", set_host("cp2", **{ROUTER_ID: "fifty"}), [("cp2", ROUTER_ID)],
+         "'fifty' is not a VRRP router id"),
+    case("router-id-differs", set_host("cp3", **{ROUTER_ID: 52}), [(CLUSTER, ROUTER_ID)],
+         "51 on cp1, cp2; 52 on cp3", "group_vars"),
+    case("single-loadbalancer-for-ha-control-plane", set_group("loadbalancer", ["cp1"]),
+         [("cp1", "groups.loadbalancer")], "the only load-balancer node in front of 3 control-plane nodes",
+         "loadbalancer_allow_single_node: true"),
+    case("single-loadbalancer-opt-in-on-other-host",
+         chain(set_group("loadbalancer", ["cp1"]), set_host("cp2", loadbalancer_allow_single_node=True)),
+         [("cp1", "groups.loadbalancer")], "the only load-balancer node"),
+    case("single-loadbalancer-opt-in-false-string",
+         chain(set_group("loadbalancer", ["cp1"]), set_host("cp1", loadbalancer_allow_single_node="false")),
+         [("cp1", "groups.loadbalancer")], "the only load-balancer node"),
 ]
 
 
@@ -466,6 +492,15 @@ GOOD_VARIATIONS = [
     pytest.param(set_cluster(k8s_cluster_name="a" * 63), id="cluster-name-63-chars"),
     pytest.param(set_cluster(k8s_cluster_name="prod-eu1"), id="cluster-name-with-dash"),
     pytest.param(set_cluster(k8s_cluster_name="k"), id="cluster-name-one-char"),
+    pytest.param(set_loadbalancers((ROUTER_ID, 1)), id="router-id-1"),
+    pytest.param(set_loadbalancers((ROUTER_ID, "255")), id="router-id-255-string"),
+    pytest.param(set_host("w1", **{ROUTER_ID: 300}), id="router-id-ignored-off-loadbalancers"),
+    pytest.param(chain(set_group("loadbalancer", ["cp1"]), set_host("cp1", loadbalancer_allow_single_node=True)),
+                 id="single-loadbalancer-opted-in"),
+    pytest.param(chain(set_group("loadbalancer", ["cp1"]), set_host("cp1", loadbalancer_allow_single_node="yes")),
+                 id="single-loadbalancer-opted-in-yes"),
+    pytest.param(chain(set_group("kube_control_plane", ["cp1"]), set_group("etcd", ["cp1"])),
+                 id="single-control-plane-single-loadbalancer"),
 ]
 
 
