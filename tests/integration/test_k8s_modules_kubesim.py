@@ -220,7 +220,9 @@ def test_unsatisfiable_pdb_times_out_naming_it_and_node_stays_cordoned(sim):
     assert result["failed"] is True and result["cordoned"] is True
     assert "blocked by PDB default/solo (disruptionsAllowed=0, currentHealthy=1, desiredHealthy=1" in result["msg"]
     assert "Node node-d is still cordoned" in result["msg"]
-    assert 5 <= result["duration"] < 15
+    # It retried for the whole timeout: the last attempt is made up to 0.1 s before the deadline so that
+    # reading the PDBs and reporting still fit inside `timeout` (k8s_drain.evict_with_retries).
+    assert 4.85 <= result["duration"] < 15
     assert result["blocked_pods"][0]["pdbs"][0]["name"] == "solo"
     assert api.get("/api/v1/nodes/node-d")["spec"].get("unschedulable") is True
     assert [p for p in sim.pods("app=solo", node="node-d") if ready(p)]
