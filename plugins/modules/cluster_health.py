@@ -270,7 +270,11 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.etcd import EtcdCtl, collect_health
+from ansible_collections.baremetal.kubernetes.plugins.module_utils.etcd import (
+    ETCD_CLIENT_ARGUMENT_SPEC,
+    EtcdCtl,
+    collect_health,
+)
 from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import (
     KUBECONFIG_ARGUMENT_SPEC,
     K8sApiError,
@@ -670,14 +674,8 @@ def main():
         require_schedulable=dict(type="bool", default=False),
         control_plane_components=dict(type="list", elements="str",
                                       default=["kube-apiserver", "kube-controller-manager", "kube-scheduler"]),
-        etcd=dict(type="dict", options=dict(
-            endpoints=dict(type="list", elements="str", required=True),
-            cacert=dict(type="path", default="/etc/etcd/pki/ca.crt"),
-            cert=dict(type="path", default="/etc/etcd/pki/healthcheck-client.crt"),
-            key=dict(type="path", default="/etc/etcd/pki/healthcheck-client.key", no_log=False),
-            etcdctl=dict(type="path", default="etcdctl"),
-            command_timeout=dict(type="int", default=5),
-        )),
+        # The same connection options as etcd_health, from the shared etcd helper.
+        etcd=dict(type="dict", options=dict(ETCD_CLIENT_ARGUMENT_SPEC)),
         wait=dict(type="bool", default=False),
         timeout=dict(type="int", default=300),
         poll_interval=dict(type="int", default=5),
