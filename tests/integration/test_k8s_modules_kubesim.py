@@ -7,15 +7,19 @@ real etcd on loopback, with the scheduler, ReplicaSet/DaemonSet controllers and 
 lifecycle simulated (see tests/kubesim). The modules talk to it exactly as to a real apiserver:
 HTTPS with the client certificate embedded in a kubeconfig.
 
-Not covered here: check mode (kubesim does not implement ``dryRun`` on evictions, so a dry run would
-really evict); the unit tests cover it against the mocked transport.
+Check mode is covered too: k8s_drain sends dry-run evictions (``dryRun=All``), which kubesim answers with the
+same PDB decision as a real eviction while writing nothing, as the real apiserver does. A stopped kubelet is a
+real kubelet shim process (``python -m kubesim kubelet``) that is SIGKILLed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -47,6 +51,7 @@ PLAY = """\
   tasks:
     - name: Call the module
       %(module)s: %(args)s
+      check_mode: %(check)s
       register: outcome
       ignore_errors: true
     - name: Save the result
@@ -115,11 +120,12 @@ class Sim:
     def cordon(self, name, value):
         self.api.patch("/api/v1/nodes/%s" % name, {"spec": {"unschedulable": True if value else None}})
 
-    def module(self, module_name, **args):
+    def module(self, module_name, check=False, **args):
         args.setdefault("kubeconfig", self.kubeconfig)
         out = self.tmp / ("%s-%d.json" % (module_name, time.monotonic_ns()))
         play = self.tmp / "play.yml"
-        play.write_text(PLAY % dict(module="baremetal.kubernetes.%s" % module_name, args=json.dumps(args), out=out))
+        play.write_text(PLAY % dict(module="baremetal.kubernetes.%s" % module_name, args=json.dumps(args), out=out,
+                                    check=json.dumps(check)))
         started = time.monotonic()
         result = self.run_playbook("-i", "localhost,", str(play), timeout=240)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -228,6 +234,93 @@ def test_unsatisfiable_pdb_times_out_naming_it_and_node_stays_cordoned(sim):
     assert [p for p in sim.pods("app=solo", node="node-d") if ready(p)]
     for name in ("node-a", "node-b", "node-c", "node-d"):
         sim.cordon(name, False)
+
+
+def test_check_mode_reports_the_drain_and_changes_nothing(sim):
+    """Check mode: what would be cordoned and evicted, a PDB that would block named, and nothing written."""
+    api = sim.api
+    api.request("POST", "/api/v1/nodes", body=node_body("node-e", "10.0.0.35"))
+    for name in ("node-a", "node-b", "node-c", "node-d"):
+        sim.cordon(name, True)
+    api.request("POST", "/apis/apps/v1/namespaces/default/replicasets", body=replicaset("free", 1, {"app": "free"}))
+    api.request("POST", "/apis/apps/v1/namespaces/default/replicasets", body=replicaset("held", 1, {"app": "held"}))
+    api.request("POST", "/apis/policy/v1/namespaces/default/poddisruptionbudgets",
+                body=pdb("held", {"app": "held"}, minAvailable=1))
+    wait_for(lambda: len([p for p in sim.pods("app in (free,held)", node="node-e") if ready(p)]) == 2,
+             what="the free and held pods Ready on node-e")
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in sim.pods("app in (free,held)", node="node-e")}
+    pdb_before = api.get("/apis/policy/v1/namespaces/default/poddisruptionbudgets/held")
+
+    result = sim.module("k8s_drain", check=True, name="node-e", ignore_daemonsets=True, timeout=20)
+    print("k8s_drain check mode: %.1f s, would evict %s, blocked %s" % (
+        result["_wall"], [p["name"] for p in result["evicted_pods"]], [p["name"] for p in result["blocked_pods"]]))
+    assert not result.get("failed"), result.get("msg")
+    assert result["changed"] is True and result["cordoned"] is True and result["was_cordoned"] is False
+    assert [p["name"].split("-")[0] for p in result["evicted_pods"]] == ["free"]
+    assert [p["name"].split("-")[0] for p in result["blocked_pods"]] == ["held"]
+    assert result["blocked_pods"][0]["pdbs"][0]["name"] == "held"
+    assert any("would be blocked" in w and "held" in w for w in result.get("warnings", [])), result.get("warnings")
+    # Nothing happened: not cordoned, the same two pods, not terminating, the PDB status untouched.
+    assert not api.get("/api/v1/nodes/node-e")["spec"].get("unschedulable")
+    after = sim.pods("app in (free,held)", node="node-e")
+    assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in after} == before
+    assert all(ready(p) for p in after)
+    pdb_after = api.get("/apis/policy/v1/namespaces/default/poddisruptionbudgets/held")
+    assert pdb_after["metadata"]["resourceVersion"] == pdb_before["metadata"]["resourceVersion"]
+    for name in ("free", "held"):
+        api.request("DELETE", "/apis/apps/v1/namespaces/default/replicasets/%s" % name)
+    api.request("DELETE", "/apis/policy/v1/namespaces/default/poddisruptionbudgets/held")
+    for name in ("node-a", "node-b", "node-c", "node-d"):
+        sim.cordon(name, False)
+
+
+@pytest.fixture
+def kubelet_cluster(tmp_path):
+    """One replica with the node lifecycle controller on (3 s grace period) and a real kubelet shim process."""
+    local = LocalCluster(str(tmp_path / "cluster"), replicas=1, node_monitor_grace_period=3.0)
+    root = tmp_path / "root"
+    kubelet = None
+    try:
+        local.start()
+        (root / "etc/kubernetes").mkdir(parents=True)
+        (root / "var/lib/kubelet").mkdir(parents=True)
+        (root / "etc/kubernetes/kubelet.conf").write_text(Path(local.kubeconfigs[0]).read_text())
+        (root / "var/lib/kubelet/kubeadm-flags.env").write_text(
+            'KUBELET_KUBEADM_ARGS="--node-ip=10.0.0.51 --hostname-override=node-k"\n')
+        env = dict(os.environ, PYTHONPATH=str(KUBESIM), KUBESIM_ROOT=str(root), KUBESIM_VERSION="1.37.1")
+        log = (tmp_path / "kubelet.log").open("wb")
+        kubelet = subprocess.Popen([sys.executable, "-m", "kubesim", "kubelet", "--interval", "0.5"], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+        yield local, kubelet
+    finally:
+        if kubelet is not None and kubelet.poll() is None:
+            kubelet.kill()
+            kubelet.wait(10)
+        local.stop()
+        local.cleanup()
+
+
+def test_cluster_health_catches_a_killed_kubelet(kubelet_cluster, tmp_path, run_playbook):
+    local, kubelet = kubelet_cluster
+    sim = Sim(local, tmp_path, run_playbook)
+    try:
+        base = dict(apiservers=["127.0.0.1:%d" % local.servers[0].port], control_plane_components=[],
+                    expect_nodes=["node-k"])
+        healthy = sim.module("cluster_health", wait=True, timeout=30, **base)
+        assert healthy["healthy"] is True, healthy.get("msg")
+        kubelet.send_signal(signal.SIGKILL)
+        kubelet.wait(10)
+        # The node lifecycle controller marks the node Unknown after its 3 s grace period.
+        wait_for(lambda: any(c["type"] == "Ready" and c["status"] == "Unknown" for c in
+                             sim.api.get("/api/v1/nodes/node-k")["status"]["conditions"]), timeout=30,
+                 what="node-k Ready=Unknown after the kubelet was killed")
+        broken = sim.module("cluster_health", **base)
+        print("cluster_health after SIGKILL of the kubelet shim: %s" % broken["msg"])
+        assert broken["failed"] is True
+        assert re.search(r"node node-k NotReady for \d+ s \(last heartbeat [0-9T:Z-]+, \d+ s ago\): "
+                         r"NodeStatusUnknown: Kubelet stopped posting node status\.", broken["msg"]), broken["msg"]
+    finally:
+        sim.api.close()
 
 
 def test_cluster_health_catches_kubelet_replica_and_skew(sim, local):

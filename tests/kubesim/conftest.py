@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from kubesim.testing import LocalCluster  # noqa: E402
+from kubesim.testing import LocalCluster, RemoteCluster  # noqa: E402
 
 ENCRYPTION = """apiVersion: apiserver.config.k8s.io/v1
 kind: EncryptionConfiguration
@@ -65,14 +65,21 @@ def write_encryption(path, provider, key=None):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """Two kubesim replicas sharing one TLS etcd; secrets encrypted with secretbox."""
+    """Two kubesim replicas sharing one TLS etcd; secrets encrypted with secretbox.
+
+    With KUBESIM_REMOTE=<description.json> (molecule/kubesim's verify), the same tests run instead against
+    the replicas that scenario deployed on a real multi-member etcd cluster.
+    """
+    remote = os.environ.get("KUBESIM_REMOTE")
+    if remote:
+        yield RemoteCluster(remote, str(tmp_path_factory.mktemp("kubesim-remote")))
+        return
     need("/usr/bin/etcd")
     need("etcdctl")
     workdir = tmp_path_factory.mktemp("kubesim")
     encryption = workdir / "encryption.yaml"
     write_encryption(encryption, "secretbox")
     local = LocalCluster(str(workdir / "cluster"), replicas=2, encryption_config=str(encryption))
-    local.encryption_path = encryption
     try:
         local.start()
         yield local
@@ -90,3 +97,9 @@ def kubectl(cluster):
 def kubectl2(cluster):
     """kubectl pointed at the second replica."""
     return Kubectl(cluster.kubeconfigs[1])
+
+
+@pytest.fixture(scope="module")
+def kubectls(cluster):
+    """One kubectl per replica."""
+    return [Kubectl(path) for path in cluster.kubeconfigs]

@@ -115,7 +115,7 @@ def test_version_and_discovery(kubectl):
 
 def test_anonymous_only_health(cluster):
     context = ssl.create_default_context(cafile=cluster.ca_file)
-    base = "https://127.0.0.1:%d" % cluster.servers[0].port
+    base = cluster.server_url(0)
     with urllib.request.urlopen(base + "/readyz?verbose", context=context, timeout=10) as response:
         body = response.read().decode()
     assert "[+]etcd ok" in body and body.rstrip().endswith("readyz check passed")
@@ -202,7 +202,6 @@ def test_eviction_429_status_body(cluster, kubectl):
     wait_for(lambda: len(pods(kubectl, "-l", "app=web")) == 1)
     name = pods(kubectl, "-l", "app=web")[0]["metadata"]["name"]
     # policy/v1 Eviction through the REST API, as our modules send it.
-    server = cluster.servers[1]
     context = ssl.create_default_context(cafile=cluster.ca_file)
     admin_dir = cluster.workdir
     cert, key = admin_dir + "/admin.crt", admin_dir + "/admin.key"
@@ -213,8 +212,8 @@ def test_eviction_429_status_body(cluster, kubectl):
     context.load_cert_chain(cert, key)
     body = json.dumps({"apiVersion": "policy/v1", "kind": "Eviction",
                        "metadata": {"name": name, "namespace": "default"}}).encode()
-    request = urllib.request.Request("https://127.0.0.1:%d/api/v1/namespaces/default/pods/%s/eviction"
-                                     % (server.port, name), data=body, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request("%s/api/v1/namespaces/default/pods/%s/eviction" % (cluster.server_url(1), name),
+                                     data=body, headers={"Content-Type": "application/json"})
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(request, context=context, timeout=10)
     assert error.value.code == 429
@@ -237,13 +236,22 @@ def test_secret_encrypted_at_rest_with_secretbox(cluster):
     assert b"hunter2" not in raw and b"aHVudGVy" not in raw
 
 
-def test_replace_all_secrets_rewrites_with_new_first_provider(cluster, kubectl):
+def test_replace_all_secrets_rewrites_with_new_first_provider(cluster, kubectl, kubectls):
     """Key rotation the Kubernetes way: new first provider, reload, `get -o json | replace -f -`."""
-    old_key = cluster.encryption_path.read_text().split("secret: ")[1].split()[0]
+    old_key = cluster.read_encryption().split("secret: ")[1].split()[0]
     new_key = base64.b64encode(os.urandom(32)).decode()
-    cluster.encryption_path.write_text(ROTATED % (new_key, old_key))
-    wait_for(lambda: all(s.transformers.for_resource("secrets").providers[0].name == "aescbc"
-                         for s in cluster.servers), timeout=10)
+    cluster.write_encryption(ROTATED % (new_key, old_key))
+    # Observed from outside, as an operator would: every replica writes with the new key once it reloaded.
+    for index, replica in enumerate(kubectls):
+        probe = "reload-probe-%d" % index
+
+        def written_with_new_key(probe=probe, replica=replica):
+            replica.run("delete", "secret", probe, "--ignore-not-found")
+            replica.run("create", "secret", "generic", probe, "--from-literal=k=v")
+            raw = cluster.etcdctl("get", "/registry/secrets/default/" + probe, "--print-value-only")
+            return raw.startswith(b"k8s:enc:aescbc:v1:key2:")
+
+        wait_for(written_with_new_key, timeout=30, interval=1)
     listing = kubectl.run("get", "secrets", "-A", "-o", "json").stdout
     result = kubectl.run("replace", "-f", "-", stdin=listing)
     assert 'secret/db replaced' in result.stdout
@@ -267,7 +275,7 @@ def test_delete_and_wait_use_watch(kubectl):
 def test_replicas_share_state_and_survive_one_loss(cluster, kubectl, kubectl2):
     kubectl.run("create", "configmap", "shared", "--from-literal=k=v")
     assert kubectl2.run("get", "configmap", "shared", "-o", "jsonpath={.data.k}").stdout == "v"
-    cluster.servers[0].stop()
+    cluster.stop_replica(0)
     assert "shared" in kubectl2.run("get", "configmaps").stdout
     assert "db" in kubectl2.run("get", "secrets").stdout
     assert len(kubectl2.run("get", "nodes", "--no-headers").stdout.splitlines()) == 2

@@ -350,8 +350,11 @@ class Api:
                     raise
         raise conflict(resource, name)
 
-    def evict(self, namespace, name, body):
-        """POST pods/eviction (pkg/registry/core/pod/storage/eviction.go)."""
+    def evict(self, namespace, name, body, dry_run=False):
+        """POST pods/eviction (pkg/registry/core/pod/storage/eviction.go).
+
+        A dry run (``?dryRun=All`` or ``deleteOptions.dryRun: [All]``) takes the same PDB decision, so it
+        answers 429 where a real eviction would, but writes nothing: neither the pod nor the PDB status."""
         pod_res = res.BY_KIND[("", "Pod")]
         if not isinstance(body, dict) or body.get("kind") != "Eviction":
             raise ApiError(400, "BadRequest", "not an Eviction")
@@ -368,7 +371,10 @@ class Api:
             if refusal:
                 code, reason, message, causes = refusal
                 raise ApiError(code, reason, message, {"causes": causes} if causes else None)
-            if self._evict_atomically(pod, revision, pdbs, body.get("deleteOptions") or {}):
+            options = body.get("deleteOptions") or {}
+            if dry_run or "All" in (options.get("dryRun") or []):
+                return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+            if self._evict_atomically(pod, revision, pdbs, options):
                 return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
         raise ApiError(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.",
                        {"causes": [{"reason": "DisruptionBudget", "message": "too many concurrent evictions"}]})

@@ -370,7 +370,7 @@ class Handler(BaseHTTPRequestHandler):
         if subresource == "eviction":
             if method != "POST":
                 raise ApiError(405, "MethodNotAllowed", "the server does not allow this method")
-            return self._send(201, api.evict(namespace, name, load_body(body)))
+            return self._send(201, api.evict(namespace, name, load_body(body), dry_run))
         if subresource == "scale":
             return self._send(200, api.scale(resource, namespace, name, method, self.headers.get("Content-Type"),
                                              load_body(body)))

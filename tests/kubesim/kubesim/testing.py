@@ -132,6 +132,21 @@ class LocalCluster:
             self.kubeconfigs.append(path)
         return self
 
+    # The interface the fidelity tests use, shared with RemoteCluster.
+    def server_url(self, index):
+        return "https://127.0.0.1:%d" % self.servers[index].port
+
+    def stop_replica(self, index):
+        self.servers[index].stop()
+
+    def read_encryption(self):
+        with open(self.encryption_config) as handle:
+            return handle.read()
+
+    def write_encryption(self, text):
+        with open(self.encryption_config, "w") as handle:
+            handle.write(text)
+
     def etcdctl(self, *args):
         env = dict(os.environ, ETCDCTL_API="3")
         return subprocess.run(["etcdctl", "--endpoints", self.etcd_url, "--cacert", self.etcd_ca_file,
@@ -152,3 +167,62 @@ class LocalCluster:
 
     def cleanup(self):
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class RemoteCluster:
+    """kubesim replicas already running on test nodes (molecule/kubesim), driven from the host.
+
+    Same interface as LocalCluster for the fidelity tests. ``description`` is a JSON file written by the
+    scenario: {"servers": [{"url", "container", "unit"}], "ca_file", "admin_cert", "admin_key",
+    "encryption_path", "etcd": {"container", "endpoints", "cacert", "cert", "key"}}. Files on the nodes
+    are reached with ``podman exec``; the host reaches the apiservers on the scenario network.
+    """
+
+    def __init__(self, description, workdir):
+        import json
+
+        with open(description) as handle:
+            self.description = json.load(handle)
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.ca_file = self.description["ca_file"]
+        with open(self.description["admin_cert"], "rb") as cert, open(self.description["admin_key"], "rb") as key:
+            self.admin = (cert.read(), key.read())
+        with open(self.ca_file, "rb") as handle:
+            ca_pem = handle.read()
+        self.servers = self.description["servers"]
+        self.kubeconfigs = []
+        for index, server in enumerate(self.servers):
+            path = os.path.join(workdir, "kubeconfig-%d" % index)
+            with open(path, "w") as handle:
+                handle.write(kubeconfig(server["url"], ca_pem, *self.admin))
+            self.kubeconfigs.append(path)
+
+    @staticmethod
+    def _exec(container, *argv, stdin=None, timeout=60):
+        return subprocess.run(["podman", "exec", "-i", container, *argv], input=stdin, capture_output=True,
+                              timeout=timeout, check=True).stdout
+
+    def server_url(self, index):
+        return self.servers[index]["url"]
+
+    def stop_replica(self, index):
+        """SIGKILL, the harshest loss: nothing the replica held may be lost."""
+        server = self.servers[index]
+        self._exec(server["container"], "systemctl", "kill", "-s", "SIGKILL", server["unit"])
+
+    def read_encryption(self):
+        return self._exec(self.servers[0]["container"], "cat", self.description["encryption_path"]).decode()
+
+    def write_encryption(self, text):
+        """Every control-plane node gets the same file, as the encryption role writes it."""
+        path = self.description["encryption_path"]
+        for server in self.servers:
+            self._exec(server["container"], "sh", "-c", 'cat > "$1.tmp" && mv "$1.tmp" "$1"', "sh", path,
+                       stdin=text.encode())
+
+    def etcdctl(self, *args):
+        etcd = self.description["etcd"]
+        return self._exec(etcd["container"], "env", "ETCDCTL_API=3", "etcdctl", "--endpoints", etcd["endpoints"],
+                          "--cacert", etcd["cacert"], "--cert", etcd["cert"], "--key", etcd["key"], *args,
+                          timeout=20)
