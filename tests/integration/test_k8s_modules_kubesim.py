@@ -355,12 +355,88 @@ def test_cluster_health_catches_kubelet_replica_and_skew(sim, local):
     for name in ("node-x", "node-y"):
         api.request("DELETE", "/api/v1/nodes/%s" % name)
 
-    # A stopped apiserver replica while the endpoint (replica 0) still answers.
-    local.servers[1].stop()
-    stopped = sim.module("cluster_health", **base)
-    print("cluster_health with a stopped replica: %s" % stopped["msg"])
+    # A stopped apiserver replica while the endpoint still answers: the endpoint is a real HAProxy on
+    # loopback in front of both replicas, health-checking /readyz as the loadbalancer role configures it.
+    with haproxy_endpoint(local, sim.tmp) as (kubeconfig, replica_state):
+        through_vip = sim.module("cluster_health", kubeconfig=kubeconfig, **base)
+        assert through_vip["healthy"] is True, through_vip.get("msg")
+        local.servers[1].stop()
+        wait_for(lambda: replica_state("a1") == "DOWN", timeout=20, what="HAProxy marking the stopped replica DOWN")
+        stopped = sim.module("cluster_health", kubeconfig=kubeconfig, **base)
+    print("cluster_health with a stopped replica behind a live endpoint: %s" % stopped["msg"])
     assert stopped["failed"] is True
-    assert stopped["failures"] == ["apiserver https://%s unreachable: [Errno 111] Connection refused" % servers[1]] \
-        or (len(stopped["failures"]) == 1 and stopped["failures"][0].startswith(
-            "apiserver https://%s unreachable" % servers[1]))
-    assert [a["ready"] for a in stopped["apiservers"]] == [True, True, False]
+    assert len(stopped["failures"]) == 1 and stopped["failures"][0].startswith(
+        "apiserver https://%s unreachable" % servers[1]), stopped["failures"]
+    endpoint = [a for a in stopped["apiservers"] if a["role"] == "endpoint"]
+    assert len(endpoint) == 1 and endpoint[0]["ready"] is True, stopped["apiservers"]
+    assert [a["ready"] for a in stopped["apiservers"] if a["role"] != "endpoint"] == [True, False]
+
+
+HAPROXY = """global
+    maxconn 200
+    stats socket %(socket)s mode 600 level admin
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    retries 3
+    option redispatch
+frontend vip
+    bind 127.0.0.1:%(port)d
+    default_backend apiservers
+backend apiservers
+    option httpchk GET /readyz
+    http-check expect status 200
+    default-server inter 500ms fall 2 rise 1 check check-ssl verify none
+%(servers)s
+"""
+
+
+@contextlib.contextmanager
+def haproxy_endpoint(local, tmp):
+    """HAProxy on a free loopback port over the replicas; yields (kubeconfig path, state-of(server name))."""
+    binary = "/usr/sbin/haproxy"
+    if not Path(binary).exists():
+        pytest.fail("%s is required for this test (make deps installs it)" % binary)
+    import socket as socketlib
+
+    from kubesim.testing import free_port, kubeconfig
+
+    port, sock_path = free_port(), str(tmp / "haproxy.sock")
+    servers = "\n".join("    server a%d 127.0.0.1:%d" % (i, s.port) for i, s in enumerate(local.servers))
+    config = tmp / "haproxy.cfg"
+    config.write_text(HAPROXY % dict(socket=sock_path, port=port, servers=servers))
+    kubeconfig_path = tmp / "vip.kubeconfig"
+    with open(local.ca_file, "rb") as handle:
+        kubeconfig_path.write_text(kubeconfig("https://127.0.0.1:%d" % port, handle.read(), *local.admin))
+    process = subprocess.Popen([binary, "-db", "-f", str(config)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+
+    def state(name):
+        try:
+            with socketlib.socket(socketlib.AF_UNIX) as conn:
+                conn.settimeout(2)
+                conn.connect(sock_path)
+                conn.sendall(b"show stat\n")
+                data = b""
+                while chunk := conn.recv(65536):
+                    data += chunk
+        except OSError:
+            return None
+        for line in data.decode().splitlines():
+            fields = line.split(",")
+            if len(fields) > 17 and fields[0] == "apiservers" and fields[1] == name:
+                return fields[17]
+        return None
+
+    try:
+        wait_for(lambda: all(state("a%d" % i) == "UP" for i in range(len(local.servers))), timeout=20,
+                 what="HAProxy seeing every replica UP")
+        yield str(kubeconfig_path), state
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
