@@ -89,9 +89,10 @@ def test_requests_through_the_vip_reach_every_backend_in_turn(healthy):
     print("\nbackends in request order: %s" % " ".join(backends))
     assert all(r["ok"] for r in results), results
     assert set(backends) == set(lab.NODES)
-    # Round robin: no backend twice in a row, and the same rotation every 3 requests.
+    # Round robin: no backend twice in a row, and an equal share each. Not a fixed period of 3: HAProxy's
+    # dynamic round robin may shift its position once (seen in CI: ...cp1 cp2 cp3 cp1 | cp3 cp1 cp2...).
     assert all(backends[i] != backends[i - 1] for i in range(1, len(backends)))
-    assert all(backends[i] == backends[i + 3] for i in range(len(backends) - 3))
+    assert sorted(backends.count(node) for node in lab.NODES) == [len(backends) // len(lab.NODES)] * len(lab.NODES)
 
 
 # -- hard failure of the VIP holder ----------------------------------------------------------------
