@@ -88,32 +88,7 @@ options:
       - Also check etcd through the collection's etcd health helper (C(etcdctl) on the target, the same code as
         the C(baremetal.kubernetes.etcd_health) module). Omit to skip etcd.
     type: dict
-    suboptions:
-      endpoints:
-        description: etcd client URLs, e.g. C(https://10.0.0.11:2379).
-        type: list
-        elements: str
-        required: true
-      cacert:
-        description: CA certificate of the etcd cluster.
-        type: path
-        default: /etc/etcd/pki/ca.crt
-      cert:
-        description: Client certificate.
-        type: path
-        default: /etc/etcd/pki/healthcheck-client.crt
-      key:
-        description: Client key.
-        type: path
-        default: /etc/etcd/pki/healthcheck-client.key
-      etcdctl:
-        description: etcdctl binary.
-        type: path
-        default: etcdctl
-      command_timeout:
-        description: Seconds for each etcdctl command.
-        type: int
-        default: 5
+    # suboptions: the etcd_client doc fragment (etcd_suboptions), as etcd_health's top-level options.
   wait:
     description: Poll until every check passes or I(timeout) expires.
     type: bool
@@ -130,33 +105,11 @@ options:
     description: Fail the task when a check fails. With C(false) the report is only returned (C(healthy=false)).
     type: bool
     default: true
-  kubeconfig:
-    description:
-      - Path of the kubeconfig on the target (embedded or file certificates, or a token). Its server is the
-        cluster endpoint. YAML kubeconfigs need no PyYAML.
-    type: path
-    default: /etc/kubernetes/admin.conf
-  context:
-    description: kubeconfig context; the current context when omitted.
-    type: str
-  api_server:
-    description: Use this endpoint (C(host), C(host:port) or URL) instead of the kubeconfig's server.
-    type: str
-  validate_certs:
-    description: Verify the apiserver certificates against the kubeconfig's CA.
-    type: bool
-    default: true
-  request_timeout:
-    description: Seconds for a single request.
-    type: int
-    default: 10
+extends_documentation_fragment:
+  - baremetal.kubernetes.read_only
+  - baremetal.kubernetes.etcd_client.etcd_suboptions
+  - baremetal.kubernetes.kubeconfig
 attributes:
-  check_mode:
-    support: full
-    description: Read-only; behaves the same in check mode.
-  diff_mode:
-    support: none
-    description: Nothing is changed.
   platform:
     support: full
     platforms: posix

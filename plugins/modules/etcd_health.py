@@ -28,31 +28,6 @@ author:
 requirements:
   - etcdctl (v3 API; etcd 3.4 or later) on the host that runs the module
 options:
-  endpoints:
-    description: "Client URLs of the members to check, for example C(https://10.0.0.11:2379)."
-    type: list
-    elements: str
-    required: true
-  cacert:
-    description: CA certificate that signed the members' server certificates.
-    type: path
-    default: /etc/etcd/pki/ca.crt
-  cert:
-    description: Client certificate (the role's healthcheck client certificate).
-    type: path
-    default: /etc/etcd/pki/healthcheck-client.crt
-  key:
-    description: Private key of I(cert).
-    type: path
-    default: /etc/etcd/pki/healthcheck-client.key
-  etcdctl:
-    description: Name or path of the etcdctl binary.
-    type: path
-    default: etcdctl
-  command_timeout:
-    description: Seconds each etcdctl request may take.
-    type: int
-    default: 5
   wait:
     description: Poll until every member is healthy, for at most I(wait_timeout) seconds.
     type: bool
@@ -68,13 +43,10 @@ options:
       - With C(false) the report is returned either way, for example to assert on a degraded cluster.
     type: bool
     default: true
+extends_documentation_fragment:
+  - baremetal.kubernetes.read_only
+  - baremetal.kubernetes.etcd_client
 attributes:
-  check_mode:
-    support: full
-    description: Read-only; behaves the same in check mode.
-  diff_mode:
-    support: none
-    description: Nothing is changed.
   platform:
     support: full
     platforms: posix

@@ -17,6 +17,7 @@ description:
     match the content (this catches truncated or modified files, which C(snapshot status) alone does not),
     and C(etcdutl snapshot status) must read hash, revision and key count. etcd 3.4 ships no etcdutl, so the
     module falls back to C(etcdctl snapshot status -w json)."
+  - The snapshot download may take ten times I(command_timeout).
   - The snapshot is written under a temporary hidden name in I(dest) and renamed only after verification,
     so a half-written or unverified file never carries the final name.
   - Refuses to start, with a clear error, when I(dest) has less free space than the member's database size
@@ -42,6 +43,8 @@ options:
       - Client URLs to take the snapshot from; the first healthy one is used. Required with I(state=present).
     type: list
     elements: str
+    # Overrides the etcd_client fragment, where endpoints is required (required_if in main() instead).
+    required: false
   dest:
     description: Directory for snapshots (must exist). Required with I(state=present).
     type: path
@@ -64,26 +67,8 @@ options:
     description: Free space required in I(dest), as a multiple of the member's database size.
     type: float
     default: 1.2
-  cacert:
-    description: CA certificate that signed the members' server certificates.
-    type: path
-    default: /etc/etcd/pki/ca.crt
-  cert:
-    description: Client certificate.
-    type: path
-    default: /etc/etcd/pki/healthcheck-client.crt
-  key:
-    description: Private key of I(cert).
-    type: path
-    default: /etc/etcd/pki/healthcheck-client.key
-  etcdctl:
-    description: Name or path of the etcdctl binary.
-    type: path
-    default: etcdctl
-  command_timeout:
-    description: Seconds each etcdctl request may take; the snapshot download gets ten times this.
-    type: int
-    default: 5
+extends_documentation_fragment:
+  - baremetal.kubernetes.etcd_client
 attributes:
   check_mode:
     support: full

@@ -40,13 +40,9 @@ options:
       - Fail the task when problems are found. With C(false) the problems are only returned.
     type: bool
     default: true
+extends_documentation_fragment:
+  - baremetal.kubernetes.read_only
 attributes:
-  check_mode:
-    support: full
-    description: Read-only; behaves the same in check mode.
-  diff_mode:
-    support: none
-    description: Nothing is changed, so there is nothing to diff.
   platform:
     support: full
     platforms: posix

@@ -27,6 +27,7 @@ description:
     I(timeout), while the other evictions and the waiting proceed. When I(timeout) expires the module fails
     and names every blocked pod with the PodDisruptionBudgets selecting it and their status
     (C(disruptionsAllowed), C(currentHealthy), C(desiredHealthy), C(expectedPods)).
+  - Failed API requests (5xx, connection errors) are retried with backoff.
   - An eviction is complete when the pod is gone from the node (deleted, or replaced by a pod with a
     different UID).
   - B(Cordon contract.) This module never uncordons behind your back and never leaves a node cordoned
@@ -100,29 +101,8 @@ options:
     description: How many evictions are in flight at once.
     type: int
     default: 32
-  kubeconfig:
-    description:
-      - Path of the kubeconfig on the target. Certificates and keys may be embedded (C(*-data), written to
-        0600 temporary files for the run and removed) or paths; a bearer token (C(token), C(tokenFile)) is
-        supported. Exec and auth-provider plugins are not.
-      - "YAML kubeconfigs need no PyYAML: without it a strict parser for the subset that kubeconfig writers
-        emit is used."
-    type: path
-    default: /etc/kubernetes/admin.conf
-  context:
-    description: kubeconfig context; the current context when omitted.
-    type: str
-  api_server:
-    description: Use this apiserver (C(host), C(host:port) or URL) instead of the kubeconfig's server.
-    type: str
-  validate_certs:
-    description: Verify the apiserver certificate against the kubeconfig's CA.
-    type: bool
-    default: true
-  request_timeout:
-    description: Seconds for a single API request. Failed requests (5xx, connection errors) are retried with backoff.
-    type: int
-    default: 10
+extends_documentation_fragment:
+  - baremetal.kubernetes.kubeconfig
 attributes:
   check_mode:
     support: full

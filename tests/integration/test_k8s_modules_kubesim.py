@@ -39,7 +39,9 @@ from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client im
     K8sClient,
 )
 
-LocalCluster = pytest.importorskip("kubesim.testing", reason="kubesim (tests/kubesim) is not available").LocalCluster
+kubesim_testing = pytest.importorskip("kubesim.testing", reason="kubesim (tests/kubesim) is not available")
+LocalCluster = kubesim_testing.LocalCluster
+wait_for = kubesim_testing.wait_for
 
 PLAY = """\
 - name: Run one module and save its result
@@ -86,16 +88,6 @@ def replicaset(name, replicas, labels):
 def pdb(name, labels, **spec):
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
             "metadata": {"name": name, "namespace": "default"}, "spec": dict(spec, selector={"matchLabels": labels})}
-
-
-def wait_for(predicate, timeout=60, interval=0.3, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("%s not met within %ss" % (what, timeout))
 
 
 def ready(pod):
@@ -169,7 +161,8 @@ def test_drain_30_pods_with_daemonset_and_pdb(sim):
     ds["kind"] = "DaemonSet"
     ds["spec"].pop("replicas")
     api.request("POST", "/apis/apps/v1/namespaces/default/daemonsets", body=ds)
-    wait_for(lambda: len([p for p in sim.pods(node="node-a") if ready(p)]) == 33, what="33 pods Ready on node-a")
+    wait_for(lambda: len([p for p in sim.pods(node="node-a") if ready(p)]) == 33, timeout=60,
+             what="33 pods Ready on node-a")
     for name in ("node-b", "node-c"):
         sim.cordon(name, False)
 
@@ -199,8 +192,10 @@ def test_drain_30_pods_with_daemonset_and_pdb(sim):
     assert lowest[0] >= 1
     left = sim.pods(node="node-a")
     assert [p["metadata"]["name"].split("-")[0] for p in left] == ["agent"]
-    wait_for(lambda: len([p for p in sim.pods("app=web") if ready(p)]) == 30, what="30 web pods Ready elsewhere")
-    wait_for(lambda: len([p for p in sim.pods("app=db") if ready(p)]) == 2, what="2 db pods Ready elsewhere")
+    wait_for(lambda: len([p for p in sim.pods("app=web") if ready(p)]) == 30, timeout=60,
+             what="30 web pods Ready elsewhere")
+    wait_for(lambda: len([p for p in sim.pods("app=db") if ready(p)]) == 2, timeout=60,
+             what="2 db pods Ready elsewhere")
     assert all(p["spec"]["nodeName"] != "node-a" for p in sim.pods("app in (web,db)") if ready(p))
     assert api.get("/api/v1/nodes/node-a")["spec"].get("unschedulable") is True
 
@@ -220,7 +215,8 @@ def test_unsatisfiable_pdb_times_out_naming_it_and_node_stays_cordoned(sim):
     api.request("POST", "/apis/apps/v1/namespaces/default/replicasets", body=replicaset("solo", 1, {"app": "solo"}))
     api.request("POST", "/apis/policy/v1/namespaces/default/poddisruptionbudgets",
                 body=pdb("solo", {"app": "solo"}, minAvailable=1))
-    wait_for(lambda: [p for p in sim.pods("app=solo", node="node-d") if ready(p)], what="solo pod Ready on node-d")
+    wait_for(lambda: [p for p in sim.pods("app=solo", node="node-d") if ready(p)], timeout=60,
+             what="solo pod Ready on node-d")
     result = sim.module("k8s_drain", name="node-d", ignore_daemonsets=True, timeout=5)
     print("unsatisfiable PDB: failed after %.1f s with: %s" % (result.get("duration", -1), result["msg"]))
     assert result["failed"] is True and result["cordoned"] is True
@@ -247,7 +243,7 @@ def test_check_mode_reports_the_drain_and_changes_nothing(sim):
     api.request("POST", "/apis/policy/v1/namespaces/default/poddisruptionbudgets",
                 body=pdb("held", {"app": "held"}, minAvailable=1))
     wait_for(lambda: len([p for p in sim.pods("app in (free,held)", node="node-e") if ready(p)]) == 2,
-             what="the free and held pods Ready on node-e")
+             timeout=60, what="the free and held pods Ready on node-e")
     before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in sim.pods("app in (free,held)", node="node-e")}
     pdb_before = api.get("/apis/policy/v1/namespaces/default/poddisruptionbudgets/held")
 

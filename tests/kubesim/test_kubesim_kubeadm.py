@@ -13,13 +13,12 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import Kubectl
 from kubesim import kubeadm_cli
-from kubesim.testing import LocalCluster, free_port
+from kubesim.testing import LocalCluster, free_port, wait_for
 
 HERE = Path(__file__).resolve().parent
 
@@ -83,15 +82,6 @@ def stop(proc):
         proc.wait(15)
     except subprocess.TimeoutExpired:
         proc.kill()
-
-
-def wait_for(predicate, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.3)
-    raise AssertionError("condition not met within %ss" % timeout)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from kubesim.testing import wait_for
 
 NODE = """apiVersion: v1
 kind: Node
@@ -91,16 +92,6 @@ resources:
 """
 
 
-def wait_for(predicate, timeout=20, interval=0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met within %ss" % timeout)
-
-
 def pods(kubectl, *args):
     return json.loads(kubectl.run("get", "pods", "-o", "json", *args).stdout)["items"]
 
@@ -142,7 +133,7 @@ def test_get_nodes(kubectl):
 
 def test_workloads_scheduled_and_get_pods_all_namespaces(kubectl):
     kubectl.run("create", "-f", "-", stdin=WORKLOADS)
-    wait_for(lambda: len([p for p in pods(kubectl, "-A") if p["status"].get("phase") == "Running"]) == 5)
+    wait_for(lambda: len([p for p in pods(kubectl, "-A") if p["status"].get("phase") == "Running"]) == 5, timeout=20)
     web = pods(kubectl, "-l", "app=web")
     assert {p["spec"]["nodeName"] for p in web} == {"node-a"}  # node-b is cordoned: no new pods
     agents = pods(kubectl, "-n", "kube-system", "-l", "app=agent")
@@ -185,8 +176,9 @@ def test_drain_waits_on_pdb(kubectl):
     assert "ignoring DaemonSet-managed Pods: kube-system/agent-" in output
     print("drain took %.1fs" % elapsed)
     web = wait_for(lambda: [p for p in pods(kubectl, "-l", "app=web")
-                            if p["status"].get("phase") == "Running"] or None)
-    wait_for(lambda: len([p for p in pods(kubectl, "-l", "app=web") if p["status"].get("phase") == "Running"]) == 2)
+                            if p["status"].get("phase") == "Running"] or None, timeout=20)
+    wait_for(lambda: len([p for p in pods(kubectl, "-l", "app=web") if p["status"].get("phase") == "Running"]) == 2,
+             timeout=20)
     web = pods(kubectl, "-l", "app=web")
     assert {p["spec"]["nodeName"] for p in web} == {"node-b"}
     names = {p["metadata"]["name"] for p in pods(kubectl, "-A", "--field-selector", "spec.nodeName=node-a")}
@@ -199,7 +191,7 @@ def test_drain_waits_on_pdb(kubectl):
 def test_eviction_429_status_body(cluster, kubectl):
     """A direct eviction that would break the PDB: HTTP 429 with the Kubernetes Status body."""
     kubectl.run("scale", "rs", "web", "--replicas=1")
-    wait_for(lambda: len(pods(kubectl, "-l", "app=web")) == 1)
+    wait_for(lambda: len(pods(kubectl, "-l", "app=web")) == 1, timeout=20)
     name = pods(kubectl, "-l", "app=web")[0]["metadata"]["name"]
     # policy/v1 Eviction through the REST API, as our modules send it.
     context = ssl.create_default_context(cafile=cluster.ca_file)

@@ -16,6 +16,20 @@ from . import pki
 from .server import ApiServer
 
 
+def wait_for(predicate, timeout=30, interval=0.3, what="condition"):
+    """Call ``predicate`` every ``interval`` seconds until it returns a true value, and return that value.
+
+    Bounded: raises AssertionError naming ``what`` when ``timeout`` seconds pass first.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("%s not met within %ss" % (what, timeout))
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

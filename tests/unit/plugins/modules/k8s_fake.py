@@ -14,7 +14,7 @@ import threading
 import time
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import K8sApiError
+from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import K8sApiError, K8sClient
 
 KUBECONFIG = """\
 apiVersion: v1
@@ -232,3 +232,16 @@ class FakeCluster:
         if not dry and name not in self.evicting:
             self.evicting[name] = self.linger.get(name, 0)
         return ok({"kind": "Status", "status": "Success"}, code=201 if method == "POST" else 200)
+
+
+def install_fake_apiserver(monkeypatch, tmp_path, fake):
+    """Send every ``K8sClient`` request of the test to ``fake`` and give it a kubeconfig for the modules.
+
+    The kubeconfig (token user, server https://vip.example:8443) is written to ``tmp_path`` and its path
+    stored as ``fake.kubeconfig``. Returns ``fake``.
+    """
+    monkeypatch.setattr(K8sClient, "_transport", fake.transport_method())
+    kubeconfig = tmp_path / "admin.conf"
+    kubeconfig.write_text(KUBECONFIG)
+    fake.kubeconfig = str(kubeconfig)
+    return fake

@@ -9,15 +9,12 @@ import time
 
 import pytest
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import K8sClient
 from ansible_collections.baremetal.kubernetes.plugins.modules import cluster_health
-from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.k8s_fake import KUBECONFIG, FakeCluster
-from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import (
-    AnsibleExitJson,
-    AnsibleFailJson,
-    patched_exits,
-    set_module_args,
+from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.k8s_fake import (
+    FakeCluster,
+    install_fake_apiserver,
 )
+from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import run_module
 
 VIP = "https://vip.example:8443"
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -45,25 +42,13 @@ def cluster(monkeypatch, tmp_path):
         fake.pods += [static_pod(component, name) for component in COMPONENTS]
     fake.add_node("w1")
     fake.add_node("w2")
-    monkeypatch.setattr(K8sClient, "_transport", fake.transport_method())
     fake.sleeps = []
     monkeypatch.setattr(cluster_health.HealthCheck, "sleep", staticmethod(fake.sleeps.append))
-    kubeconfig = tmp_path / "admin.conf"
-    kubeconfig.write_text(KUBECONFIG)
-    fake.kubeconfig = str(kubeconfig)
-    return fake
+    return install_fake_apiserver(monkeypatch, tmp_path, fake)
 
 
 def run(cluster, **args):
-    args["kubeconfig"] = cluster.kubeconfig
-    with set_module_args(args), patched_exits():
-        try:
-            cluster_health.main()
-        except AnsibleExitJson as exc:
-            return "exit", exc.result
-        except AnsibleFailJson as exc:
-            return "fail", exc.result
-    raise AssertionError("module returned without exit_json/fail_json")
+    return run_module(cluster_health.main, dict(args, kubeconfig=cluster.kubeconfig))
 
 
 def test_healthy_cluster(cluster):

@@ -12,12 +12,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.baremetal.kubernetes.plugins.module_utils import etcd as etcd_utils
 from ansible_collections.baremetal.kubernetes.plugins.modules import etcd_health, etcd_snapshot
 from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.etcd_fake import FakeEtcd
-from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import (
-    AnsibleExitJson,
-    AnsibleFailJson,
-    patched_exits,
-    set_module_args,
-)
+from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import run_module
 
 
 @pytest.fixture
@@ -38,16 +33,9 @@ def fake(monkeypatch, tmp_path):
 
 
 def run(module, args, check_mode=False):
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    with set_module_args(args), patched_exits():
-        try:
-            module.main()
-        except AnsibleExitJson as exc:
-            return False, exc.result
-        except AnsibleFailJson as exc:
-            return True, exc.result
-    raise AssertionError("module returned without exit_json/fail_json")
+    """(failed, result) of one run of ``module``."""
+    outcome, result = run_module(module.main, args, check_mode=check_mode)
+    return outcome == "fail", result
 
 
 # --- etcd_health -----------------------------------------------------------------------------

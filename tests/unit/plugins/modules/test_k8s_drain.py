@@ -12,18 +12,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import K8sClient
 from ansible_collections.baremetal.kubernetes.plugins.modules import k8s_drain
 from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.k8s_fake import (
-    KUBECONFIG,
     FakeCluster,
+    install_fake_apiserver,
     make_pdb,
     make_pod,
     status,
 )
-from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import (
-    AnsibleExitJson,
-    AnsibleFailJson,
-    patched_exits,
-    set_module_args,
-)
+from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import run_module
 
 
 @pytest.fixture
@@ -31,31 +26,17 @@ def cluster(monkeypatch, tmp_path):
     fake = FakeCluster()
     fake.add_node("w1")
     fake.add_node("w2")
-    monkeypatch.setattr(K8sClient, "_transport", fake.transport_method())
     # Fast backoff and polling so the retry and timeout paths take a second, not minutes.
     monkeypatch.setattr(k8s_drain, "EVICTION_BACKOFF", 0.02)
     monkeypatch.setattr(k8s_drain, "EVICTION_BACKOFF_MAX", 0.1)
     monkeypatch.setattr(k8s_drain, "WAIT_POLL", 0.01)
     monkeypatch.setattr(k8s_drain, "WAIT_POLL_MAX", 0.02)
-    kubeconfig = tmp_path / "admin.conf"
-    kubeconfig.write_text(KUBECONFIG)
-    fake.kubeconfig = str(kubeconfig)
-    return fake
+    return install_fake_apiserver(monkeypatch, tmp_path, fake)
 
 
 def run(cluster, check_mode=False, **args):
     args.setdefault("name", "w1")
-    args["kubeconfig"] = cluster.kubeconfig
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    with set_module_args(args), patched_exits():
-        try:
-            k8s_drain.main()
-        except AnsibleExitJson as exc:
-            return "exit", exc.result
-        except AnsibleFailJson as exc:
-            return "fail", exc.result
-    raise AssertionError("module returned without exit_json/fail_json")
+    return run_module(k8s_drain.main, dict(args, kubeconfig=cluster.kubeconfig), check_mode=check_mode)
 
 
 def names(entries):

@@ -87,3 +87,18 @@ def patched_exits():
     """Patch AnsibleModule.exit_json/fail_json to raise AnsibleExitJson/AnsibleFailJson."""
     with mock.patch.multiple(basic.AnsibleModule, exit_json=_exit_json, fail_json=_fail_json):
         yield
+
+
+def run_module(main, args, check_mode=False):
+    """Run a module's ``main()`` with ``args``; return ``("exit", result)`` or ``("fail", result)``."""
+    args = dict(args)
+    if check_mode:
+        args["_ansible_check_mode"] = True
+    with set_module_args(args), patched_exits():
+        try:
+            main()
+        except AnsibleExitJson as exc:
+            return "exit", exc.result
+        except AnsibleFailJson as exc:
+            return "fail", exc.result
+    raise AssertionError("module returned without exit_json/fail_json")
