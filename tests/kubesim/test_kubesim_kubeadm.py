@@ -8,6 +8,8 @@ kubeadm writes and restarts it when the manifest changes. Real kubectl checks th
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import re
 import shutil
@@ -16,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import Kubectl
 from kubesim import kubeadm_cli
 from kubesim.testing import LocalCluster, free_port, wait_for
@@ -148,6 +151,24 @@ def test_init_token_join_upgrade_reset(tmp_path, etcd, capsys):
         logs.append(log)
         kubelets.append(start_kubelet(worker, "1.33.2", log))
         wait_for(lambda: "worker1" in kubectl.run("get", "nodes", check=False).stdout)
+        # TLS bootstrap: the worker authenticates with a certificate the controllers signed for its CSR, not with
+        # the bootstrap token, so it keeps heartbeating after the token is deleted (expired).
+        user = yaml.safe_load((worker / "etc/kubernetes/kubelet.conf").read_text())["users"][0]["user"]
+        assert "token" not in user and user["client-certificate-data"]
+        pem = worker / "var/lib/kubelet/pki/kubelet-client-current.pem"
+        assert oct(pem.stat().st_mode & 0o777) == "0o600" and b"PRIVATE KEY" in pem.read_bytes()
+        csrs = json.loads(kubectl.run("get", "csr", "-o", "json").stdout)["items"]
+        assert [c["status"]["conditions"][0]["type"] for c in csrs] == ["Approved"]
+        assert csrs[0]["spec"]["username"] == "system:bootstrap:" + match.group(1).split(".")[0]
+        kubectl.run("delete", "secret", "-n", "kube-system", "bootstrap-token-" + match.group(1).split(".")[0])
+
+        def heartbeat_after(stamp):
+            node = json.loads(kubectl.run("get", "node", "worker1", "-o", "json").stdout)
+            ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+            return ready["lastHeartbeatTime"] > stamp
+
+        deleted_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        wait_for(lambda: heartbeat_after(deleted_at), timeout=30)
 
         # Upgrades: refuse a jump of two minors and a target newer than kubeadm; accept one minor.
         code, out = kubeadm(cp, "1.35.0", "upgrade", "apply", "v1.35.0", "-y", capsys=capsys)

@@ -185,8 +185,13 @@ class Api:
             obj.setdefault("spec", {})
         return obj
 
-    def create(self, resource, namespace, obj, dry_run=False):
+    def create(self, resource, namespace, obj, dry_run=False, user=None):
         obj = self.prepare_create(resource, namespace, obj)
+        if resource.name == "certificatesigningrequests":
+            # The registry strategy records who asked; the approver trusts only this, never the body.
+            spec = obj.setdefault("spec", {})
+            spec["username"] = (user or {}).get("username", "")
+            spec["groups"] = list((user or {}).get("groups", []))
         self.check_namespace(resource, namespace)
         if dry_run:
             return obj

@@ -9,6 +9,7 @@ import json
 import os
 import ssl
 import tempfile
+import time
 import urllib.error
 import urllib.request
 
@@ -23,10 +24,14 @@ class ClientError(Exception):
 
 
 class Client:
-    def __init__(self, server, ca_pem=None, cert_pem=None, key_pem=None, token=None, insecure=False, timeout=10):
+    def __init__(self, server, ca_pem=None, cert_pem=None, key_pem=None, token=None, insecure=False, timeout=10,
+                 retry_seconds=0):
         self.server = server.rstrip("/")
         self.token = token
         self.timeout = timeout
+        # Like kubeadm's API calls (timeouts.kubernetesAPICall): connection errors and 5xx answers are
+        # retried for this long, e.g. while a load balancer in front has no healthy backend yet.
+        self.retry_seconds = retry_seconds
         self.context = ssl.create_default_context()
         if insecure:
             self.context.check_hostname = False
@@ -63,6 +68,19 @@ class Client:
                    data(user, "client-key"), user.get("token"), **kwargs)
 
     def request(self, method, path, body=None, content_type="application/json"):
+        deadline = time.monotonic() + self.retry_seconds
+        while True:
+            try:
+                return self._request(method, path, body, content_type)
+            except ClientError as exc:
+                if exc.code < 500 or time.monotonic() >= deadline:
+                    raise
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.5)
+
+    def _request(self, method, path, body, content_type):
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": content_type, "Accept": "application/json"}
         if self.token:

@@ -21,13 +21,20 @@ Leader election follows k8s.io/client-go/tools/leaderelection with a coordinatio
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime
 import logging
+import os
 import threading
 import time
 import uuid
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from . import pki
 from . import resources as res
 from .api import now_rfc3339, owner, random_suffix
 from .etcd import EtcdError
@@ -43,6 +50,7 @@ NAMESPACE = res.BY_KIND[("", "Namespace")]
 RS = res.BY_KIND[("apps", "ReplicaSet")]
 DS = res.BY_KIND[("apps", "DaemonSet")]
 LEASE = res.BY_KIND[("coordination.k8s.io", "Lease")]
+CSR = res.BY_KIND[("certificates.k8s.io", "CertificateSigningRequest")]
 
 UNSCHEDULABLE_TOLERATION = {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}
 
@@ -80,8 +88,9 @@ def schedulable_for(pod, node):
 
 class Controllers:
     def __init__(self, api, identity=None, interval=0.5, replacement_delay=1.0, lease_seconds=6.0,
-                 node_monitor_grace_period=40.0):
+                 node_monitor_grace_period=40.0, signing_files=None):
         self.api = api
+        self.signing_files = signing_files
         self.store = api.store
         self.identity = identity or "kubesim-%s" % uuid.uuid4().hex[:8]
         self.interval = interval
@@ -158,6 +167,49 @@ class Controllers:
         self.replicasets(pods)
         _dummy, pods = self.store.list(POD)
         self.schedule(nodes, pods)
+        self.kubelet_client_csrs()
+
+    def kubelet_client_csrs(self):
+        """csrapproving + csrsigning for kubelet client certificates, as kubeadm configures them.
+
+        A CSR for signer kubernetes.io/kube-apiserver-client-kubelet, asked for by a bootstrap token
+        (system:bootstrappers) or a node (system:nodes), whose subject is CN=system:node:<name>,
+        O=system:nodes, is approved and signed with the cluster CA. Anything else stays pending.
+        """
+        _dummy, csrs = self.store.list(CSR)
+        pending = [c for c in csrs if not (c.get("status") or {}).get("certificate")
+                   and not (c.get("status") or {}).get("conditions")]
+        if not pending or not self.signing_files:
+            return
+        cert_file, key_file = self.signing_files
+        if not os.path.exists(key_file):
+            LOG.warning("cannot sign CSRs: no CA key at %s", key_file)
+            return
+        with open(cert_file, "rb") as cert, open(key_file, "rb") as key:
+            ca = (x509.load_pem_x509_certificate(cert.read()), serialization.load_pem_private_key(key.read(), None))
+        for csr in pending:
+            spec = csr.get("spec") or {}
+            if spec.get("signerName") != "kubernetes.io/kube-apiserver-client-kubelet":
+                continue
+            if not {"system:bootstrappers", "system:nodes"} & set(spec.get("groups") or []):
+                continue
+            try:
+                request_pem = base64.b64decode(spec.get("request", ""))
+                subject = x509.load_pem_x509_csr(request_pem).subject
+            except ValueError:
+                continue
+            cn = [a.value for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+            orgs = [a.value for a in subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
+            if len(cn) != 1 or not cn[0].startswith("system:node:") or orgs != ["system:nodes"]:
+                continue
+            signed = pki.pem_cert(pki.sign_csr(ca, request_pem))
+            csr["status"] = {"conditions": [{
+                "type": "Approved", "status": "True", "reason": "AutoApproved",
+                "message": "Auto approving kubelet client certificate after SubjectAccessReview.",
+                "lastUpdateTime": now_rfc3339(), "lastTransitionTime": now_rfc3339()}],
+                "certificate": base64.b64encode(signed).decode()}
+            self._safe(self.store.update, CSR, csr, int(csr["metadata"]["resourceVersion"]))
+            LOG.info("approved and signed CSR %s for %s", csr["metadata"]["name"], cn[0])
 
     def _safe(self, action, *args):
         try:

@@ -23,8 +23,10 @@ import time
 
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.x509.oid import NameOID
 
 from . import DEFAULT_VERSION, pki
 from .client import Client, ClientError, kubeconfig_text
@@ -32,6 +34,10 @@ from .kubeadm_config import ConfigError, load
 
 CERT_FILES = ["ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-ca.key",
               "etcd/ca.crt", "etcd/ca.key"]
+
+
+# kubeadm retries its API calls for timeouts.kubernetesAPICall (default 1m).
+API_CALL_RETRY_SECONDS = 60
 
 
 class KubeadmError(Exception):
@@ -250,11 +256,35 @@ def write_kubelet_config(cfg, kubelet_doc):
     print("[kubelet-start] Writing kubelet configuration to file \"/var/lib/kubelet/config.yaml\"")
 
 
+def kubelet_service(action):
+    """systemctl <action> kubelet, as kubeadm does (kubelet-start phase, reset), when systemd runs this root.
+
+    Under KUBESIM_ROOT (the unit tests' scratch root) or without systemd it returns False, as kubeadm only
+    warns when it finds no supported init system.
+    """
+    import subprocess
+
+    if root() != "/" or not shutil.which("systemctl") or not os.path.isdir("/run/systemd/system"):
+        return False
+    result = subprocess.run(["systemctl", action, "kubelet"], capture_output=True, text=True, timeout=60,
+                            check=False)
+    if result.returncode != 0:
+        print("[kubelet] WARNING: systemctl %s kubelet failed: %s" % (action, result.stderr.strip()))
+    return result.returncode == 0
+
+
+def start_kubelet():
+    if kubelet_service("restart"):
+        print("[kubelet-start] Starting the kubelet")
+    else:
+        print("[kubelet-start] WARNING: unable to start the kubelet service; start it yourself")
+
+
 def admin_client(timeout=10):
     conf = path("/etc/kubernetes/admin.conf")
     if not os.path.exists(conf):
         raise KubeadmError("couldn't read kubeconfig %s: no such file; is this a control-plane node?" % conf)
-    return Client.from_kubeconfig(conf, timeout=timeout)
+    return Client.from_kubeconfig(conf, timeout=timeout, retry_seconds=API_CALL_RETRY_SECONDS)
 
 
 def wait_healthy(client, seconds):
@@ -357,7 +387,8 @@ def cmd_init(args):
     write_kubeconfigs(cfg, ca)
     write_manifests(cfg, kube_version)
     write_kubelet_config(cfg, docs.get("KubeletConfiguration"))
-    client = Client.from_kubeconfig(path("/etc/kubernetes/super-admin.conf"))
+    start_kubelet()
+    client = Client.from_kubeconfig(path("/etc/kubernetes/super-admin.conf"), retry_seconds=API_CALL_RETRY_SECONDS)
     local = Client("https://%s:%d" % (cfg.advertise, cfg.port), pki.pem_cert(ca[0]))
     timeout = duration_seconds((cfg.init.get("timeouts") or {}).get("controlPlaneComponentHealthCheck"), 240)
     print("[wait-control-plane] Waiting for the kubelet to boot up the control plane as static Pods")
@@ -451,7 +482,46 @@ def discover(cfg):
     if not pins and not bootstrap.get("unsafeSkipCAVerification"):
         raise KubeadmError("discovery.bootstrapToken: Invalid value: \"\": using token-based discovery without "
                            "caCertHashes can be unsafe. Set unsafeSkipCAVerification as true to continue")
-    return Client("https://%s" % endpoint, ca_pem, token=token), ca_pem, endpoint, token
+    client = Client("https://%s" % endpoint, ca_pem, token=token, retry_seconds=API_CALL_RETRY_SECONDS)
+    return client, ca_pem, endpoint, token
+
+
+def tls_bootstrap(client, cfg, endpoint, ca_pem):
+    """The worker kubelet's TLS bootstrap, done here on its behalf: with the bootstrap token, a CSR for
+    CN=system:node:<name>, O=system:nodes that the controllers approve and sign. The kubelet then
+    authenticates with that certificate (/var/lib/kubelet/pki/kubelet-client-current.pem), so the
+    bootstrap token may expire, as on a real cluster."""
+    print("[kubelet-start] Waiting for the kubelet to perform the TLS Bootstrap")
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, "system:node:" + cfg.node_name)])
+    request = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    created = client.request("POST", "/apis/certificates.k8s.io/v1/certificatesigningrequests", {
+        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"generateName": "csr-"},
+        "spec": {"request": base64.b64encode(request.public_bytes(serialization.Encoding.PEM)).decode(),
+                 "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                 "usages": ["digital signature", "client auth"]}})
+    name = created["metadata"]["name"]
+    seconds = duration_seconds((cfg.join.get("timeouts") or {}).get("tlsBootstrap"), 300)
+    deadline = time.monotonic() + seconds
+    while True:
+        status = client.get("/apis/certificates.k8s.io/v1/certificatesigningrequests/" + name).get("status") or {}
+        if status.get("certificate"):
+            break
+        if time.monotonic() >= deadline:
+            raise KubeadmError("error execution phase kubelet-start: timed out waiting for the condition: the CSR %s "
+                               "was not signed within %ds" % (name, seconds))
+        time.sleep(0.5)
+    current = path("/var/lib/kubelet/pki/kubelet-client-current.pem")
+    write(current, base64.b64decode(status["certificate"]) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), 0o600)
+    # The real kubelet.conf names that file; kubesim embeds the same certificate and key, so the file works
+    # under a scratch KUBESIM_ROOT too.
+    text = kubeconfig_text("https://%s" % endpoint, ca_pem, "default-auth", base64.b64decode(status["certificate"]),
+                           key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()))
+    write(path("/etc/kubernetes/kubelet.conf"), text, 0o600)
 
 
 def cmd_join(args):
@@ -462,7 +532,7 @@ def cmd_join(args):
     if os.path.exists(path("/etc/kubernetes/kubelet.conf")):
         raise KubeadmError("[preflight] Some fatal errors occurred:\n\t[ERROR FileAvailable--etc-kubernetes-kubelet"
                            ".conf]: /etc/kubernetes/kubelet.conf already exists")
-    client, ca_pem, endpoint, token = discover(cfg)
+    client, ca_pem, endpoint, _token = discover(cfg)
     print("[preflight] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...")
     stored = client.get("/api/v1/namespaces/kube-system/configmaps/kubeadm-config")
     cfg.cluster = yaml.safe_load(stored["data"]["ClusterConfiguration"])
@@ -491,12 +561,9 @@ def cmd_join(args):
         write_kubeconfigs(cfg, ca)
         write_manifests(cfg, cfg.cluster.get("kubernetesVersion"))
     else:
-        # Worker: the real kubelet TLS-bootstraps a client certificate with a CSR; kubesim's kubelet keeps using
-        # the bootstrap token (see README: certificates.k8s.io is not modelled).
-        text = kubeconfig_text("https://%s" % endpoint, ca_pem, "tls-bootstrap-token-user", token=token)
-        write(path("/etc/kubernetes/kubelet.conf"), text, 0o600)
+        tls_bootstrap(client, cfg, endpoint, ca_pem)
     write_kubelet_config(cfg, kubelet_doc)
-    print("[kubelet-start] Starting the kubelet")
+    start_kubelet()
     if control_plane is not None:
         local = Client("https://%s:%d" % (cfg.advertise, cfg.port), ca_pem)
         wait_healthy(local, duration_seconds((cfg.join.get("timeouts") or {}).get(
@@ -590,10 +657,12 @@ def cmd_upgrade(args):
 def cmd_reset(args):
     if not args.force:
         raise KubeadmError("[reset] Are you sure you want to proceed? non-interactive use needs -f/--force")
+    if kubelet_service("stop"):
+        print("[reset] Stopping the kubelet service")
     for item in ("/etc/kubernetes/manifests", "/etc/kubernetes/pki", "/var/lib/kubelet/config.yaml",
                  "/var/lib/kubelet/kubeadm-flags.env", "/etc/kubernetes/admin.conf", "/etc/kubernetes/super-admin.conf",
                  "/etc/kubernetes/kubelet.conf", "/etc/kubernetes/bootstrap-kubelet.conf",
-                 "/etc/kubernetes/controller-manager.conf", "/etc/kubernetes/scheduler.conf"):
+                 "/etc/kubernetes/controller-manager.conf", "/etc/kubernetes/scheduler.conf", "/var/lib/kubelet/pki"):
         target = path(item)
         if os.path.isdir(target):
             if item.endswith("manifests"):

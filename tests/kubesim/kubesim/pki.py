@@ -61,6 +61,20 @@ def make_cert(ca, cn, orgs=(), server=False, client=False, sans=(), days=365):
     return builder.sign(ca_key, hashes.SHA256()), key
 
 
+def sign_csr(ca, csr_pem, days=365):
+    """A client certificate for a PEM CSR's subject and key (csrsigning's kube-apiserver-client-kubelet)."""
+    ca_cert, ca_key = ca
+    csr = x509.load_pem_x509_csr(csr_pem)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(ca_cert.subject)
+            .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+
+
 def pem_cert(cert):
     return cert.public_bytes(serialization.Encoding.PEM)
 

@@ -53,6 +53,10 @@ RESOURCES = [
     Resource("apps", "v1", "replicasets", "ReplicaSet", True, ["rs"], ["status", "scale"], categories=["all"]),
     Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ["pdb"], ["status"]),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True, [], [], has_status=False),
+    # Only what the kubelet's TLS bootstrap needs: kubeadm join posts a CSR with the bootstrap token and
+    # the controllers approve and sign kubelet client certificates (kube-controller-manager's job).
+    Resource("certificates.k8s.io", "v1", "certificatesigningrequests", "CertificateSigningRequest", False,
+             ["csr"], ["status"]),
 ]
 
 BY_PATH = {(r.group, r.version, r.name): r for r in RESOURCES}

@@ -70,8 +70,15 @@ class ApiServer:
         self.store = Store(self.etcd, self.transformers, self.flags["etcd-prefix"])
         self.api = Api(self.store, version_info(self.version))
         self.reload_interval = reload_interval
+        # kube-controller-manager signs kubelet client certificates with the cluster CA (kubeadm:
+        # --cluster-signing-key-file=/etc/kubernetes/pki/ca.key, next to the apiserver's --client-ca-file).
+        signing = None
+        if self.flags["client-ca-file"]:
+            signing = (self.flags["client-ca-file"],
+                       os.path.join(os.path.dirname(self.flags["client-ca-file"]), "ca.key"))
         self.controllers = Controllers(self.api, replacement_delay=replacement_delay,
-                                       node_monitor_grace_period=node_monitor_grace_period) if controllers else None
+                                       node_monitor_grace_period=node_monitor_grace_period,
+                                       signing_files=signing) if controllers else None
         self.httpd = None
         self._stop = threading.Event()
         self._threads = []
@@ -293,6 +300,7 @@ class Handler(BaseHTTPRequestHandler):
             code, text = server.health(kind, query)
             return self._send(code, text, "text/plain; charset=utf-8")
         user = server.authenticate(self.request.getpeercert(), self.headers.get("Authorization", ""))
+        self.user = user
         if user is None:
             if path == "/version":
                 return self._send(200, server.api.version_info)
@@ -363,7 +371,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, {"kind": resource.kind + "List", "apiVersion": resource.api_version,
                                         "metadata": {"resourceVersion": str(revision)}, "items": items})
             if method == "POST":
-                obj = api.create(resource, namespace, load_body(body), dry_run)
+                obj = api.create(resource, namespace, load_body(body), dry_run, user=self.user)
                 return self._send(201, obj)
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested "
                            "resource")
