@@ -13,7 +13,7 @@ export ANSIBLE_NOCOLOR := 1
 export PY_COLORS := 0
 
 APT_PACKAGES := podman runc debootstrap uidmap slirp4netns iproute2 iptables ca-certificates \
-	curl gnupg shellcheck haproxy keepalived etcd-server etcd-client
+	curl gnupg shellcheck haproxy keepalived etcd-server etcd-client openssh-client
 ALL_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 # Scenarios not yet passing end to end in one `molecule test` run. `make molecule` names them on every
 # run; `make molecule SCENARIOS=<name>` runs one. None at the moment.
@@ -77,7 +77,8 @@ integration: venv ## Controller-side integration tests (preflight contacts no ho
 	pytest -q tests/integration
 
 molecule: venv image ## Every Molecule scenario (check mode, converge, idempotence, verify)
-	@set -e; for s in $(SCENARIOS); do echo "== molecule test -s $$s"; molecule test -s $$s; done
+	@set -e; for s in $(SCENARIOS); do echo "== molecule test -s $$s"; t0=$$(date +%s); molecule test -s $$s; \
+		echo "== molecule/$$s passed in $$(( $$(date +%s) - t0 )) s"; done
 	@for s in $(filter-out $(SCENARIOS),$(ALL_SCENARIOS)); do \
 		echo "== NOT RUN: molecule/$$s is not yet green end to end (make molecule SCENARIOS=$$s)"; done
 

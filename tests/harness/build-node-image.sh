@@ -12,8 +12,9 @@ IMAGE=${NODE_IMAGE:-localhost/baremetal-node}
 TAG=${NODE_IMAGE_TAG:-debian12}
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-# Everything the roles expect on a fresh Debian 12 server, nothing more.
-PACKAGES=systemd,systemd-sysv,dbus,python3,python3-apt,iproute2,iputils-ping,ca-certificates,gnupg,curl,sudo,procps,netbase,apt-transport-https
+# Everything the roles expect on a fresh Debian 12 server, nothing more. Ansible reaches the nodes over
+# SSH, as it reaches servers (molecule/_shared/create.yml installs a per-scenario key).
+PACKAGES=systemd,systemd-sysv,dbus,python3,python3-apt,iproute2,iputils-ping,ca-certificates,gnupg,curl,sudo,procps,netbase,apt-transport-https,openssh-server
 
 recipe_hash=$( { cat "$0"; echo "$SUITE $MIRROR $PACKAGES"; } | sha256sum | cut -c1-12)
 if podman image exists "$IMAGE:recipe-$recipe_hash"; then
@@ -51,7 +52,9 @@ tar -C "$root" -c . | podman import \
   --change 'STOPSIGNAL SIGRTMIN+3' \
   - "$IMAGE:recipe-$recipe_hash" >/dev/null
 podman tag "$IMAGE:recipe-$recipe_hash" "$IMAGE:$TAG"
-# Drop images of older recipes so the store does not grow without bound.
+# Drop images of older recipes so the store does not grow without bound. Without --force: an image
+# that running nodes (a scenario, the lab) still use stays until they are gone, instead of taking
+# those nodes down with it.
 podman images --format '{{.Repository}}:{{.Tag}}' \
-  | grep "^$IMAGE:recipe-" | grep -v "recipe-$recipe_hash" | xargs -r podman rmi -f >/dev/null || true
+  | grep "^$IMAGE:recipe-" | grep -v "recipe-$recipe_hash" | xargs -r podman rmi >/dev/null 2>&1 || true
 echo "built $IMAGE:$TAG (recipe $recipe_hash)"
