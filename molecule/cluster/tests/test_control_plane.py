@@ -14,7 +14,6 @@ import os
 import re
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from node_shell import node_exec, sh, wait_for
 
 CONTROL_PLANES = {"cl-cp1": "10.123.70.11", "cl-cp2": "10.123.70.12", "cl-cp3": "10.123.70.13"}
 WORKERS = {"cl-w1": "10.123.70.21", "cl-w2": "10.123.70.22"}
@@ -35,27 +35,6 @@ K8S_VERSION = "1.36.2"
 FAILOVER_BOUND_S = 5.0
 FAILOVER_MARGIN_S = 2.0
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
-
-
-def sh(*args, timeout=60, check=True, **kwargs):
-    result = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
-    if check and result.returncode != 0:
-        raise AssertionError("%s failed (%d): %s %s" % (" ".join(args), result.returncode, result.stdout,
-                                                        result.stderr))
-    return result
-
-
-def node_exec(node, command, timeout=60, check=True):
-    return sh("podman", "exec", node, "bash", "-c", command, timeout=timeout, check=check)
-
-
-def wait_for(predicate, timeout, interval=0.5):
-    start = time.monotonic()
-    while True:
-        value = predicate()
-        if value or time.monotonic() - start >= timeout:
-            return value, time.monotonic() - start
-        time.sleep(interval)
 
 
 # -- the admin kubeconfig the role fetched to the controller ---------------------------------------

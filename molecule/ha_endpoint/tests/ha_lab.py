@@ -12,6 +12,8 @@ import subprocess
 import threading
 import time
 
+from node_shell import node_exec, sh, wait_for
+
 NODES = {"ha-cp1": "10.123.40.11", "ha-cp2": "10.123.40.12", "ha-cp3": "10.123.40.13"}
 CLIENT = "ha-client"
 VIP = "10.123.40.100"
@@ -24,28 +26,7 @@ ADVERT_INT_S = 1.0
 NOPREEMPT = True
 
 
-def sh(*args, timeout=60, check=True):
-    """Run a host command; bounded by timeout."""
-    result = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError("%s failed (%d): %s %s"
-                             % (" ".join(args), result.returncode, result.stdout, result.stderr))
-    return result
-
-
-def node_exec(node, command, timeout=30, check=True):
-    return sh("podman", "exec", node, "bash", "-c", command, timeout=timeout, check=check)
-
-
-def wait_for(predicate, timeout, interval=0.1):
-    """Call predicate until it returns a truthy value or timeout passes: (value, seconds waited)."""
-    start = time.monotonic()
-    while True:
-        value = predicate()
-        elapsed = time.monotonic() - start
-        if value or elapsed >= timeout:
-            return value, elapsed
-        time.sleep(interval)
+# sh, node_exec and wait_for are shared with the other scenarios (molecule/node_shell.py).
 
 
 # -- where the VIP is -----------------------------------------------------------------------
