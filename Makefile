@@ -89,12 +89,12 @@ test: lint sanity units kubesim integration molecule ## Everything CI runs
 bench: venv image ## Benchmarks, never asserted: each tests/bench/bench_* prints a results table
 	@shopt -s nullglob; set -e; for b in tests/bench/bench_*; do echo "== $$b"; $$b; done
 
-lab: venv image ## Local podman nodes + site.yml against inventories/lab
+lab: venv image ## 5 local podman nodes + kubesim's package mirror, then site.yml against inventories/lab
 	tests/harness/lab.sh up
 	ansible-playbook site.yml -i inventories/lab
-	@echo "Lab ready: podman exec -it lab-cp1 bash"
+	@tests/harness/lab.sh usage
 
-lab-destroy: ## Remove the lab nodes and network
+lab-destroy: ## Remove the lab: nodes, package mirror, network and build/lab
 	tests/harness/lab.sh down
 
 clean: ## Remove build output (keeps the venv and the image)

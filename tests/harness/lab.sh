@@ -1,49 +1,100 @@
 #!/usr/bin/env bash
 # `make lab` / `make lab-destroy`: the local lab described by inventories/lab.
-#   lab.sh up       create the network and nodes (idempotent)
-#   lab.sh down     remove them
+#   lab.sh up       create the network, the nodes (reachable over SSH with the lab's own key) and the
+#                   kubesim package mirror (idempotent: existing containers are kept)
+#   lab.sh usage    print how to reach the cluster once site.yml ran
+#   lab.sh down     remove the nodes, the mirror, the network and the lab's state directory
+# State (SSH key, fetched admin kubeconfig) lives in build/lab/, which inventories/lab points at.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$here/containers.conf}"
 NETWORK=baremetal-lab
 SUBNET=10.123.10.0/24
 IMAGE=localhost/baremetal-node:debian12
-# name:ip, as in inventories/lab/hosts.yml
+# name:ip, as in inventories/lab (hosts.yml; the mirror and the VIP in group_vars/all/cluster.yml)
 NODES="lab-cp1:10.123.10.11 lab-cp2:10.123.10.12 lab-cp3:10.123.10.13 lab-w1:10.123.10.21 lab-w2:10.123.10.22"
+MIRROR=lab-mirror
+MIRROR_IP=10.123.10.5
+VIP=10.123.10.100
+STATE="$root/build/lab"
+KEY="$STATE/ssh_key"
+KUBECONFIG_FILE="$STATE/admin.conf"
+LABEL=baremetal.lab=true
+SSH_OPTS=(-i "$KEY" -o BatchMode=yes -o IdentitiesOnly=yes -o UserKnownHostsFile=/dev/null
+          -o StrictHostKeyChecking=no -o LogLevel=ERROR -o ConnectTimeout=2)
 
 up() {
   "$here/build-node-image.sh"
-  podman network exists "$NETWORK" || podman network create --subnet "$SUBNET" "$NETWORK" >/dev/null
+  mkdir -p "$STATE"
+  chmod 0700 "$STATE"
+  [ -f "$KEY" ] || ssh-keygen -q -t ed25519 -N '' -C baremetal-lab -f "$KEY"
+  podman network exists "$NETWORK" \
+    || podman network create --subnet "$SUBNET" --label "$LABEL" "$NETWORK" >/dev/null
   for node in $NODES; do
     name=${node%%:*} ip=${node##*:}
     if podman container exists "$name"; then
       podman start "$name" >/dev/null
       continue
     fi
-    podman run -d --name "$name" --hostname "$name" --network "$NETWORK" --ip "$ip" \
+    # No --hosts: the node keeps its own /etc/hosts, as a server does; the common role manages it.
+    podman run -d --name "$name" --hostname "$name" --network "$NETWORK" --ip "$ip" --label "$LABEL" \
       --privileged --systemd=always --no-hosts "$IMAGE" /sbin/init >/dev/null
   done
   for node in $NODES; do
-    name=${node%%:*}
+    name=${node%%:*} ip=${node##*:}
+    state=unknown
     for _ in $(seq 1 60); do
       state=$(podman exec "$name" systemctl is-system-running 2>/dev/null || true)
-      [ "$state" = running ] || [ "$state" = degraded ] && break
+      if [ "$state" = running ] || [ "$state" = degraded ]; then break; fi
       sleep 1
     done
-    echo "$name: ${state:-unknown}"
+    if [ "$state" != running ] && [ "$state" != degraded ]; then
+      echo "lab: $name: systemd is '$state' after 60 s" >&2
+      exit 1
+    fi
+    # Ansible reaches the nodes over SSH as it reaches servers (pipelined, one round trip per task).
+    podman exec -i "$name" sh -c 'umask 077 && mkdir -p /root/.ssh && cat > /root/.ssh/authorized_keys' <"$KEY.pub"
+    for _ in $(seq 1 30); do
+      if ssh "${SSH_OPTS[@]}" "root@$ip" true 2>/dev/null; then break; fi
+      sleep 1
+    done
+    ssh "${SSH_OPTS[@]}" "root@$ip" true || { echo "lab: $name: no SSH on $ip after 30 s" >&2; exit 1; }
+    echo "$name: $state, ssh root@$ip ok"
   done
+  "$here/kubesim-mirror.sh" serve "$NETWORK" "$MIRROR_IP" "$MIRROR" "$LABEL"
+}
+
+usage() {
+  cat <<EOF
+
+The lab cluster: 3 control-plane nodes (etcd, HAProxy + keepalived), 2 workers; API at https://$VIP:8443
+  export KUBECONFIG=$KUBECONFIG_FILE
+  $root/.venv/bin/kubectl get nodes -o wide
+A shell on a node:   podman exec -it lab-cp1 bash
+  (or ssh -i $KEY -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no root@10.123.10.11)
+Re-run Ansible:      ansible-playbook site.yml -i inventories/lab [--tags etcd,...]
+Remove everything:   make lab-destroy
+EOF
 }
 
 down() {
+  # Close Ansible's SSH ControlMaster connections to the nodes (ansible.cfg keeps them 120 s): a new
+  # lab reuses the addresses, and a master still attached to a removed node would hang the next run.
   for node in $NODES; do
-    podman rm -f "${node%%:*}" >/dev/null 2>&1 || true
+    ssh -o ControlPath="$HOME/.ansible/cp/%C" -O exit "root@${node##*:}" >/dev/null 2>&1 || true
+  done
+  for node in $NODES $MIRROR:; do
+    podman rm -f -t 2 "${node%%:*}" >/dev/null 2>&1 || true
   done
   podman network rm "$NETWORK" >/dev/null 2>&1 || true
-  echo "lab removed"
+  rm -rf "$STATE"
+  echo "lab removed (nodes, $MIRROR, network $NETWORK, $STATE)"
 }
 
 case "${1:-}" in
   up) up ;;
+  usage) usage ;;
   down) down ;;
-  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+  *) echo "usage: $0 up|usage|down" >&2; exit 2 ;;
 esac
