@@ -9,6 +9,7 @@ kubeadm writes and restarts it when the manifest changes. Real kubectl checks th
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -200,6 +201,146 @@ def test_init_token_join_upgrade_reset(tmp_path, etcd, capsys):
             stop(proc)
         for log in logs:
             log.close()
+
+
+ENCRYPTION = """apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+- resources: [secrets]
+  providers:
+  - secretbox:
+      keys: [{name: key1, secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=}]
+  - identity: {}
+"""
+
+ENCRYPTION_ARGS = """apiServer:
+  extraArgs:
+  - {name: encryption-provider-config, value: /etc/kubernetes/enc/encryption.yaml}
+  - {name: encryption-provider-config-automatic-reload, value: "true"}
+  extraVolumes:
+  - name: enc
+    hostPath: /etc/kubernetes/enc
+    mountPath: /etc/kubernetes/enc
+    readOnly: true
+    pathType: DirectoryOrCreate
+networking:"""
+
+
+def _apiserver_flags(root):
+    pod = yaml.safe_load((root / "etc/kubernetes/manifests/kube-apiserver.yaml").read_text())
+    return [c for c in pod["spec"]["containers"][0]["command"] if c.startswith("--")]
+
+
+def test_reconfigure_apiserver_with_init_phases(tmp_path, etcd, capsys):
+    """kubeadm-reconfigure: `init phase control-plane apiserver` + `init phase upload-config kubeadm` turn on
+    encryption at rest on a running control plane; `upgrade apply` keeps it (it regenerates from kubeadm-config)."""
+    cp = tmp_path / "cp1"
+    pki = cp / "etc/kubernetes/pki"
+    (pki / "etcd").mkdir(parents=True)
+    shutil.copy(etcd.etcd_ca_file, pki / "etcd/ca.crt")
+    shutil.copy(etcd.etcd_client[0], pki / "apiserver-etcd-client.crt")
+    shutil.copy(etcd.etcd_client[1], pki / "apiserver-etcd-client.key")
+    (cp / "etc/kubernetes/enc").mkdir(parents=True)
+    (cp / "etc/kubernetes/enc/encryption.yaml").write_text(ENCRYPTION)
+    port = free_port()
+    plain = INIT % {"port": port, "etcd": etcd.etcd_url}
+    config = tmp_path / "init.yaml"
+    config.write_text(plain)
+    encrypted = tmp_path / "encrypted.yaml"
+    encrypted.write_text(plain.replace("networking:", ENCRYPTION_ARGS, 1))
+    manifest = cp / "etc/kubernetes/manifests/kube-apiserver.yaml"
+    kubelet_log = tmp_path / "kubelet-cp1.log"
+    with open(kubelet_log, "wb") as log:
+        kubelet = start_kubelet(cp, "1.33.2", log)
+        try:
+            code, out = kubeadm(cp, "1.33.2", "init", "--config", str(config), capsys=capsys)
+            assert code == 0, out
+            assert "[control-plane] Creating static Pod manifest for \"kube-apiserver\"" in out
+            kubectl = Kubectl(str(cp / "etc/kubernetes/admin.conf"))
+            wait_for(lambda: " Ready " in kubectl.run("get", "node", "cp1", check=False).stdout, timeout=60)
+            assert "last_config_info" not in kubectl.run("get", "--raw", "/metrics").stdout  # no encryption yet
+            certs = {p: p.read_bytes() for p in pki.rglob("*") if p.is_file()}
+            admin = (cp / "etc/kubernetes/admin.conf").read_bytes()
+
+            # Same configuration: the manifest is rewritten byte for byte, so the kubelet keeps the apiserver.
+            before = manifest.read_bytes()
+            code, out = kubeadm(cp, "1.33.2", "init", "phase", "control-plane", "apiserver", "--config", str(config),
+                                capsys=capsys)
+            assert (code, out) == (0, "[control-plane] Creating static Pod manifest for \"kube-apiserver\"\n")
+            assert manifest.read_bytes() == before
+
+            # Changed extraArgs/extraVolumes: a new manifest, nothing else touched; the kubelet restarts the apiserver,
+            # which then reports the encryption config it loaded on /metrics.
+            code, out = kubeadm(cp, "1.33.2", "init", "phase", "control-plane", "apiserver", "--config",
+                                str(encrypted), capsys=capsys)
+            assert code == 0, out
+            flags = _apiserver_flags(cp)
+            assert "--encryption-provider-config=/etc/kubernetes/enc/encryption.yaml" in flags
+            assert "--encryption-provider-config-automatic-reload=true" in flags
+            assert {p: p.read_bytes() for p in pki.rglob("*") if p.is_file()} == certs
+            assert (cp / "etc/kubernetes/admin.conf").read_bytes() == admin
+            wanted = "sha256:" + hashlib.sha256(ENCRYPTION.encode()).hexdigest()
+            wait_for(lambda: 'hash="%s"} 1' % wanted in kubectl.run("get", "--raw", "/metrics", check=False).stdout,
+                     timeout=60, interval=0.5, what="the restarted apiserver reports the encryption config")
+            assert kubelet_log.read_bytes().count(b"restarting the apiserver") == 1
+            kubectl.run("create", "secret", "generic", "s1", "--from-literal=k=v")
+            raw = etcd.etcdctl("get", "/registry/secrets/default/s1", "--print-value-only")
+            assert raw.startswith(b"k8s:enc:secretbox:v1:key1:")
+
+            # The cluster's stored ClusterConfiguration follows, so joins and upgrades keep encryption.
+            code, out = kubeadm(cp, "1.33.2", "init", "phase", "upload-config", "kubeadm", "--config", str(encrypted),
+                                capsys=capsys)
+            assert (code, out) == (0, "[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" "
+                                      "in the \"kube-system\" Namespace\n")
+            stored = yaml.safe_load(kubectl.run("get", "configmap", "-n", "kube-system", "kubeadm-config", "-o",
+                                                "jsonpath={.data.ClusterConfiguration}").stdout)
+            assert {"name": "encryption-provider-config", "value": "/etc/kubernetes/enc/encryption.yaml"} in stored[
+                "apiServer"]["extraArgs"]
+            assert stored["apiServer"]["extraVolumes"][0]["hostPath"] == "/etc/kubernetes/enc"
+            assert stored["kubernetesVersion"] == "v1.33.2"
+
+            code, out = kubeadm(cp, "1.34.1", "upgrade", "apply", "v1.34.1", "-y", capsys=capsys)
+            assert code == 0, out
+            assert "--encryption-provider-config=/etc/kubernetes/enc/encryption.yaml" in _apiserver_flags(cp)
+            pod = yaml.safe_load(manifest.read_text())
+            assert pod["spec"]["containers"][0]["image"].endswith("kube-apiserver:v1.34.1")
+            assert {"name": "enc", "mountPath": "/etc/kubernetes/enc", "readOnly": True} in pod["spec"]["containers"][
+                0]["volumeMounts"]
+
+            # `all` writes every component, like `kubeadm init`, with kubeadm's lines.
+            code, out = kubeadm(cp, "1.34.1", "init", "phase", "control-plane", "all", "--config", str(encrypted),
+                                capsys=capsys)
+            assert code == 0, out
+            assert out.splitlines() == [
+                "[control-plane] Using manifest folder \"/etc/kubernetes/manifests\"",
+                "[control-plane] Creating static Pod manifest for \"kube-apiserver\"",
+                "[control-plane] Creating static Pod manifest for \"kube-controller-manager\"",
+                "[control-plane] Creating static Pod manifest for \"kube-scheduler\""]
+            scheduler = cp / "etc/kubernetes/manifests/kube-scheduler.yaml"
+            scheduler.unlink()
+            code, out = kubeadm(cp, "1.34.1", "init", "phase", "control-plane", "scheduler", "--config", str(config),
+                                capsys=capsys)
+            assert code == 0 and scheduler.exists(), out
+        finally:
+            stop(kubelet)
+
+
+def test_init_phase_errors(tmp_path, capsys):
+    code, out = kubeadm(tmp_path, "1.33.2", "init", "phase", "control-plane", "apiserver", capsys=capsys)
+    assert code == 1 and "needs --config" in out
+    code, out = kubeadm(tmp_path, "1.33.2", "init", "phase", "control-plane", "etcd", "--config", "x", capsys=capsys)
+    assert code == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\napiServr: {}\n")
+    code, out = kubeadm(tmp_path, "1.33.2", "init", "phase", "control-plane", "apiserver", "--config", str(bad),
+                        capsys=capsys)
+    assert code == 1 and 'unknown field "apiServr"' in out
+    good = tmp_path / "good.yaml"
+    good.write_text("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.33.2\n"
+                    "etcd: {external: {endpoints: ['https://127.0.0.1:2379']}}\n")
+    code, out = kubeadm(tmp_path, "1.33.2", "init", "phase", "upload-config", "kubeadm", "--config", str(good),
+                        capsys=capsys)
+    assert code == 1 and "admin.conf" in out
 
 
 def test_kubeadm_exit_codes(tmp_path, capsys):

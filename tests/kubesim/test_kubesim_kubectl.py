@@ -9,8 +9,10 @@ cluster and run in file order (nodes first, then workloads, then drain).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
+import re
 import ssl
 import time
 import urllib.error
@@ -96,6 +98,35 @@ def pods(kubectl, *args):
     return json.loads(kubectl.run("get", "pods", "-o", "json", *args).stdout)["items"]
 
 
+ENC_METRIC = "apiserver_encryption_config_controller_"
+SAMPLE = re.compile(r'^([a-z_]+)\{([^}]*)\} (\S+)$')
+
+
+def metrics(kubectl):
+    """The apiserver's encryption-config samples as [(name, labels, value)], read by `kubectl get --raw /metrics`."""
+    result = []
+    for line in kubectl.run("get", "--raw", "/metrics").stdout.splitlines():
+        match = SAMPLE.match(line)
+        if match and match.group(1).startswith(ENC_METRIC):
+            labels = dict(re.findall(r'([a-z_]+)="([^"]*)"', match.group(2)))
+            result.append((match.group(1)[len(ENC_METRIC):], labels, float(match.group(3))))
+    return result
+
+
+def config_hashes(kubectl):
+    return [labels["hash"] for name, labels, value in metrics(kubectl) if name == "last_config_info" and value == 1]
+
+
+def reloads(kubectl, status):
+    """automatic_reloads_total{status}; 0 while the counter has no sample yet (a fresh apiserver)."""
+    return sum(value for name, labels, value in metrics(kubectl)
+               if name == "automatic_reloads_total" and labels["status"] == status)
+
+
+def file_hash(text):
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
 def test_version_and_discovery(kubectl):
     version = json.loads(kubectl.run("version", "-o", "json").stdout)
     assert version["serverVersion"]["gitVersion"] == "v1.37.1"
@@ -116,6 +147,9 @@ def test_anonymous_only_health(cluster):
         urllib.request.urlopen(base + "/api/v1/namespaces/default/secrets", context=context, timeout=10)
     assert error.value.code == 401
     assert json.loads(error.value.read())["reason"] == "Unauthorized"
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(base + "/metrics", context=context, timeout=10)
+    assert error.value.code == 401
 
 
 def test_get_nodes(kubectl):
@@ -228,11 +262,39 @@ def test_secret_encrypted_at_rest_with_secretbox(cluster):
     assert b"hunter2" not in raw and b"aHVudGVy" not in raw
 
 
+def test_metrics_report_the_loaded_encryption_config(cluster, kubectls):
+    """Every replica's /metrics names the sha256 of the config file it loaded, with its own apiserver_id_hash."""
+    expected = file_hash(cluster.read_encryption())
+    for replica in kubectls:
+        assert config_hashes(replica) == [expected]
+        info = [labels for name, labels, _value in metrics(replica) if name == "last_config_info"]
+        assert re.match(r"^sha256:[0-9a-f]{64}$", info[0]["apiserver_id_hash"])
+    text = kubectls[0].run("get", "--raw", "/metrics").stdout
+    assert "# TYPE %slast_config_info gauge" % ENC_METRIC in text
+    assert "# HELP %slast_config_info [ALPHA] " % ENC_METRIC in text
+
+
 def test_replace_all_secrets_rewrites_with_new_first_provider(cluster, kubectl, kubectls):
-    """Key rotation the Kubernetes way: new first provider, reload, `get -o json | replace -f -`."""
+    """Key rotation the Kubernetes way: new first provider, reload, `get -o json | replace -f -`.
+
+    The reload is observed the way our playbooks check it: each apiserver's last_config_info hash becomes the
+    new file's hash within a bounded wait and its success counter goes up.
+    """
     old_key = cluster.read_encryption().split("secret: ")[1].split()[0]
     new_key = base64.b64encode(os.urandom(32)).decode()
+    successes = [reloads(replica, "success") for replica in kubectls]
+    started = time.time()
     cluster.write_encryption(ROTATED % (new_key, old_key))
+    expected = file_hash(cluster.read_encryption())
+    for index, replica in enumerate(kubectls):
+        waited = time.monotonic()
+        wait_for(lambda replica=replica: config_hashes(replica) == [expected], timeout=30, interval=0.5,
+                 what="replica %d reports the rotated config hash" % index)
+        print("replica %d reported the new hash after %.1fs" % (index, time.monotonic() - waited))
+        assert reloads(replica, "success") > successes[index]
+        stamps = [value for name, labels, value in metrics(replica)
+                  if name == "automatic_reload_last_timestamp_seconds" and labels["status"] == "success"]
+        assert len(stamps) == 1 and started - 5 <= stamps[0] <= time.time() + 5
     # Observed from outside, as an operator would: every replica writes with the new key once it reloaded.
     for index, replica in enumerate(kubectls):
         probe = "reload-probe-%d" % index
@@ -250,6 +312,27 @@ def test_replace_all_secrets_rewrites_with_new_first_provider(cluster, kubectl, 
     raw = cluster.etcdctl("get", "/registry/secrets/default/db", "--print-value-only")
     assert raw.startswith(b"k8s:enc:aescbc:v1:key2:") and b"hunter2" not in raw
     assert "aHVudGVyMi1wbGFpbnRleHQ=" in kubectl.run("get", "secret", "db", "-o", "yaml").stdout
+
+
+def test_broken_encryption_config_counts_failures_and_keeps_running_config(cluster, kubectl, kubectls):
+    good = cluster.read_encryption()
+    loaded = file_hash(good)
+    failures = [reloads(replica, "failure") for replica in kubectls]
+    successes = [reloads(replica, "success") for replica in kubectls]
+    try:
+        cluster.write_encryption("kind: Broken\n")
+        for index, replica in enumerate(kubectls):
+            wait_for(lambda index=index, replica=replica: reloads(replica, "failure") > failures[index], timeout=30,
+                     interval=0.5, what="replica %d counts a failed reload" % index)
+            assert config_hashes(replica) == [loaded]
+            assert reloads(replica, "success") == successes[index]
+        # The running configuration still encrypts with the key it had.
+        kubectl.run("create", "secret", "generic", "while-broken", "--from-literal=k=v")
+        raw = cluster.etcdctl("get", "/registry/secrets/default/while-broken", "--print-value-only")
+        assert raw.startswith(b"k8s:enc:aescbc:v1:key2:")
+    finally:
+        cluster.write_encryption(good)
+    kubectl.run("delete", "secret", "while-broken")
 
 
 def test_delete_and_wait_use_watch(kubectl):

@@ -1,10 +1,11 @@
 # Copyright: baremetal.kubernetes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unit tests for kubesim's own logic: transformers, selectors, PDB arithmetic, flags, patches, protobuf."""
+"""Unit tests for kubesim's own logic: transformers, /metrics, selectors, PDB arithmetic, flags, patches, protobuf."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from kubesim import pdb, proto
 from kubesim.flags import FlagError, command_from_manifest, parse_flags
+from kubesim.metrics import EncryptionConfigMetrics, apiserver_id, go_float, sha256_label
 from kubesim.patch import PatchError, apply_patch, json_patch, strategic_merge_patch
 from kubesim.selectors import (
     SelectorError,
@@ -119,6 +121,91 @@ def test_resource_patterns_and_reload(tmp_path):
     path.write_text(json.dumps(config({"secretbox": {"keys": [{"name": "k", "secret": KEY32}]}})))
     assert transformers.maybe_reload() is True
     assert transformers.for_resource("secrets").providers[0].name == "secretbox"
+
+
+# --- /metrics: the encryption-config controller -----------------------------------------------------
+def test_metrics_identity_and_value_format_match_upstream():
+    # k8s.io/apiserver/pkg/server/options/encryptionconfig/metrics/metrics_test.go: testAPIServerIDHash.
+    assert sha256_label("testAPIServerID") == (
+        "sha256:14f9d63e669337ac6bfda2e2162915ee6a6067743eddd4e5c374b572f951ff37")
+    assert sha256_label("") == ""
+    # Same test file: SetToCurrentTime-style value 1689101941 is printed as 1.689101941e+09.
+    assert [go_float(v) for v in (1, 0, 12, 1689101941.0, 0.25, 123456.0, 1234567.0, 1e-5)] == [
+        "1", "0", "12", "1.689101941e+09", "0.25", "123456", "1.234567e+06", "1e-05"]
+    ident = apiserver_id("cp-1")
+    assert ident.startswith("apiserver-") and len(ident) == len("apiserver-") + 26 and ident == ident.lower()
+    assert apiserver_id("cp-1") == ident != apiserver_id("cp-2")
+
+
+def _samples(text):
+    """{(name, frozenset(labels)): value} from Prometheus text; checks every sample has HELP and TYPE."""
+    helped, typed, samples = set(), set(), {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            helped.add(line.split()[2])
+        elif line.startswith("# TYPE "):
+            typed.add(line.split()[2])
+        else:
+            name, _dummy, rest = line.partition("{")
+            labels, _dummy, value = rest.partition("} ")
+            assert name in helped and name in typed, line
+            pairs = frozenset(tuple(p.split("=", 1)) for p in labels.split(","))
+            samples[(name, pairs)] = float(value)
+    return samples
+
+
+def test_metrics_follow_startup_reload_success_and_failure(tmp_path):
+    path = tmp_path / "enc.yaml"
+    first = json.dumps(config({"secretbox": {"keys": [{"name": "k1", "secret": KEY32}]}}))
+    path.write_text(first)
+    clock = iter([1000.0, 1001.0, 1002.0, 1003.0, 1004.0]).__next__
+    metrics = EncryptionConfigMetrics("testAPIServerID", clock=clock)
+    transformers = Transformers(str(path), reload=True, metrics=metrics)
+    ident = 'apiserver_id_hash="sha256:14f9d63e669337ac6bfda2e2162915ee6a6067743eddd4e5c374b572f951ff37"'
+    first_hash = "sha256:" + hashlib.sha256(first.encode()).hexdigest()
+    # At startup only last_config_info: the reload families are vectors without samples until a reload.
+    assert metrics.render() == (
+        "# HELP apiserver_encryption_config_controller_last_config_info [ALPHA] Information about the last applied "
+        "encryption configuration with hash as label, split by apiserver identity.\n"
+        "# TYPE apiserver_encryption_config_controller_last_config_info gauge\n"
+        'apiserver_encryption_config_controller_last_config_info{%s,hash="%s"} 1\n' % (ident, first_hash))
+    assert transformers.maybe_reload() is False and "reloads_total" not in metrics.render()  # unchanged file
+
+    path.write_text("kind: Broken\n")
+    assert transformers.maybe_reload() is False
+    assert transformers.maybe_reload() is False  # still broken: counted on every poll, like the apiserver
+    text = metrics.render()
+    assert 'apiserver_encryption_config_controller_automatic_reloads_total{%s,status="failure"} 2' % ident in text
+    assert ('apiserver_encryption_config_controller_automatic_reload_last_timestamp_seconds{%s,status="failure"} '
+            "1001" % ident) in text
+    assert 'hash="%s"} 1' % first_hash in text and 'status="success"' not in text
+    assert transformers.for_resource("secrets").providers[0].name == "secretbox"  # running config kept
+
+    second = json.dumps(config({"aesgcm": {"keys": [{"name": "k2", "secret": KEY16}]}}))
+    path.write_text(second)
+    assert transformers.maybe_reload() is True
+    second_hash = "sha256:" + hashlib.sha256(second.encode()).hexdigest()
+    samples = _samples(metrics.render())
+    assert [k for k in samples if k[0].endswith("last_config_info")] == [
+        ("apiserver_encryption_config_controller_last_config_info",
+         frozenset({("apiserver_id_hash", ident.split("=")[1]), ("hash", '"%s"' % second_hash)}))]
+    assert samples[("apiserver_encryption_config_controller_automatic_reloads_total",
+                    frozenset({("apiserver_id_hash", ident.split("=")[1]), ("status", '"success"')}))] == 1
+    assert samples[("apiserver_encryption_config_controller_automatic_reload_last_timestamp_seconds",
+                    frozenset({("apiserver_id_hash", ident.split("=")[1]), ("status", '"success"')}))] == 1002
+    assert transformers.config_hash == second_hash
+
+    path.write_text("")  # an empty file is an error too (loadDataAndHash)
+    assert transformers.maybe_reload() is False
+    path.unlink()  # so is a missing one
+    assert transformers.maybe_reload() is False
+    assert 'status="failure"} 4' in metrics.render() and transformers.config_hash == second_hash
+
+
+def test_metrics_without_encryption_config_are_empty():
+    metrics = EncryptionConfigMetrics("x")
+    Transformers(None, metrics=metrics)
+    assert metrics.render() == ""
 
 
 # --- selectors ------------------------------------------------------------------------------------

@@ -205,38 +205,54 @@ def static_pod(name, command, image, port, volumes=()):
     }, sort_keys=False)
 
 
-def write_manifests(cfg, kubernetes_version):
+# `kubeadm init phase control-plane <name>`: phase name -> static Pod name (cmd/kubeadm/app/constants).
+CONTROL_PLANE_COMPONENTS = {"apiserver": "kube-apiserver", "controller-manager": "kube-controller-manager",
+                            "scheduler": "kube-scheduler"}
+ALL_COMPONENTS = tuple(CONTROL_PLANE_COMPONENTS.values())
+MANIFEST_DIR = "/etc/kubernetes/manifests"
+
+
+def write_manifests(cfg, kubernetes_version, components=ALL_COMPONENTS):
+    """The static Pod manifests of ``components`` from cfg (ClusterConfiguration + local API endpoint).
+
+    One function for init, join --control-plane, `init phase control-plane` and upgrade, as kubeadm's
+    controlplane.CreateStaticPodFiles. The output is deterministic, so the same configuration rewrites a
+    byte-identical file, which the kubelet does not restart.
+    """
     pki_dir = "/etc/kubernetes/pki"
     repo = cfg.cluster.get("imageRepository") or "registry.k8s.io"
-    api = cfg.cluster.get("apiServer") or {}
-    flags = [("advertise-address", cfg.advertise), ("allow-privileged", "true"),
-             ("authorization-mode", "Node,RBAC"), ("client-ca-file", pki_dir + "/ca.crt"),
-             ("enable-admission-plugins", "NodeRestriction"), ("enable-bootstrap-token-auth", "true"),
-             *etcd_flags(cfg),
-             ("kubelet-client-certificate", pki_dir + "/apiserver-kubelet-client.crt"),
-             ("kubelet-client-key", pki_dir + "/apiserver-kubelet-client.key"),
-             ("secure-port", str(cfg.port)),
-             ("service-account-issuer", "https://kubernetes.default.svc.cluster.local"),
-             ("service-account-key-file", pki_dir + "/sa.pub"),
-             ("service-account-signing-key-file", pki_dir + "/sa.key"),
-             ("service-cluster-ip-range", (cfg.cluster.get("networking") or {}).get("serviceSubnet", "10.96.0.0/12")),
-             ("tls-cert-file", pki_dir + "/apiserver.crt"), ("tls-private-key-file", pki_dir + "/apiserver.key")]
-    merged = dict(flags)
-    merged.update(dict(arg_list(api.get("extraArgs"))))  # extra args override defaults
-    command = ["kube-apiserver"] + ["--%s=%s" % item for item in sorted(merged.items())]
     tag = "v%s" % kubernetes_version.lstrip("v")
-    manifests = path("/etc/kubernetes/manifests")
-    write(os.path.join(manifests, "kube-apiserver.yaml"),
-          static_pod("kube-apiserver", command, "%s/kube-apiserver:%s" % (repo, tag), "%s:%d" % (cfg.advertise,
-                                                                                                 cfg.port),
-                     api.get("extraVolumes") or []), 0o600)
-    for name, conf in (("kube-controller-manager", "controller-manager.conf"), ("kube-scheduler", "scheduler.conf")):
-        component = cfg.cluster.get(name.replace("kube-", "").replace("-manager", "Manager")) or {}
-        extra = dict(arg_list(component.get("extraArgs")))
-        command = [name, "--kubeconfig=/etc/kubernetes/%s" % conf] + ["--%s=%s" % i for i in sorted(extra.items())]
-        write(os.path.join(manifests, name + ".yaml"),
-              static_pod(name, command, "%s/%s:%s" % (repo, name, tag), ""), 0o600)
-    print("[control-plane] Creating static Pod manifests in \"/etc/kubernetes/manifests\"")
+    manifests = path(MANIFEST_DIR)
+    for name in components:
+        print("[control-plane] Creating static Pod manifest for \"%s\"" % name)
+        if name != "kube-apiserver":
+            conf = {"kube-controller-manager": "controller-manager.conf", "kube-scheduler": "scheduler.conf"}[name]
+            component = cfg.cluster.get(name.replace("kube-", "").replace("-manager", "Manager")) or {}
+            extra = dict(arg_list(component.get("extraArgs")))
+            command = [name, "--kubeconfig=/etc/kubernetes/%s" % conf] + ["--%s=%s" % i for i in sorted(extra.items())]
+            write(os.path.join(manifests, name + ".yaml"),
+                  static_pod(name, command, "%s/%s:%s" % (repo, name, tag), ""), 0o600)
+            continue
+        api = cfg.cluster.get("apiServer") or {}
+        flags = [("advertise-address", cfg.advertise), ("allow-privileged", "true"),
+                 ("authorization-mode", "Node,RBAC"), ("client-ca-file", pki_dir + "/ca.crt"),
+                 ("enable-admission-plugins", "NodeRestriction"), ("enable-bootstrap-token-auth", "true"),
+                 *etcd_flags(cfg),
+                 ("kubelet-client-certificate", pki_dir + "/apiserver-kubelet-client.crt"),
+                 ("kubelet-client-key", pki_dir + "/apiserver-kubelet-client.key"),
+                 ("secure-port", str(cfg.port)),
+                 ("service-account-issuer", "https://kubernetes.default.svc.cluster.local"),
+                 ("service-account-key-file", pki_dir + "/sa.pub"),
+                 ("service-account-signing-key-file", pki_dir + "/sa.key"),
+                 ("service-cluster-ip-range",
+                  (cfg.cluster.get("networking") or {}).get("serviceSubnet", "10.96.0.0/12")),
+                 ("tls-cert-file", pki_dir + "/apiserver.crt"), ("tls-private-key-file", pki_dir + "/apiserver.key")]
+        merged = dict(flags)
+        merged.update(dict(arg_list(api.get("extraArgs"))))  # extra args override defaults
+        command = ["kube-apiserver"] + ["--%s=%s" % item for item in sorted(merged.items())]
+        write(os.path.join(manifests, "kube-apiserver.yaml"),
+              static_pod("kube-apiserver", command, "%s/kube-apiserver:%s" % (repo, tag),
+                         "%s:%d" % (cfg.advertise, cfg.port), api.get("extraVolumes") or []), 0o600)
 
 
 def write_kubelet_config(cfg, kubelet_doc):
@@ -370,12 +386,37 @@ def join_command(client, token, control_plane=False, key=None):
     return command
 
 
+def init_kubernetes_version(cfg):
+    """ClusterConfiguration.kubernetesVersion, defaulting to kubeadm's own version (kubesim has no stable-1 lookup)."""
+    return str(cfg.cluster.get("kubernetesVersion") or "v" + version())
+
+
+def upload_cluster_configuration(client, cfg, kube_version):
+    """ConfigMap kube-system/kubeadm-config, key ClusterConfiguration (the upload-config/kubeadm phase)."""
+    stored = dict(cfg.cluster, kubernetesVersion=kube_version)
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+            "data": {"ClusterConfiguration": yaml.safe_dump(stored, sort_keys=False)}}
+    print("[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the \"kube-system\" "
+          "Namespace")
+    client.apply("/api/v1/namespaces/kube-system/configmaps", "kubeadm-config", body)
+
+
+def upload_kubelet_configuration(client, docs):
+    """ConfigMap kube-system/kubelet-config, key ``kubelet`` (constants.KubeletBaseConfigurationConfigMapKey),
+    the upload-config/kubelet phase."""
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubelet-config", "namespace": "kube-system"},
+            "data": {"kubelet": yaml.safe_dump(docs.get("KubeletConfiguration") or {}, sort_keys=False)}}
+    print("[kubelet] Creating a ConfigMap \"kubelet-config\" in namespace kube-system with the configuration for the "
+          "kubelets in the cluster")
+    client.apply("/api/v1/namespaces/kube-system/configmaps", "kubelet-config", body)
+
+
 # --- commands -------------------------------------------------------------------------------------
 def cmd_init(args):
     docs = read_config(args.config)
     cfg = Config(docs)
     skip = set((args.skip_phases or "").split(",")) | set(cfg.init.get("skipPhases") or [])
-    kube_version = str(cfg.cluster.get("kubernetesVersion") or "v" + version())
+    kube_version = init_kubernetes_version(cfg)
     check_control_plane_version(kube_version)
     if os.path.exists(path("/etc/kubernetes/manifests/kube-apiserver.yaml")):
         raise KubeadmError("[preflight] Some fatal errors occurred:\n\t[ERROR FileAvailable--etc-kubernetes-"
@@ -385,6 +426,7 @@ def cmd_init(args):
     print("[init] Using Kubernetes version: %s" % kube_version)
     ca = write_certs(cfg)
     write_kubeconfigs(cfg, ca)
+    print("[control-plane] Using manifest folder \"%s\"" % MANIFEST_DIR)
     write_manifests(cfg, kube_version)
     write_kubelet_config(cfg, docs.get("KubeletConfiguration"))
     start_kubelet()
@@ -394,14 +436,8 @@ def cmd_init(args):
     print("[wait-control-plane] Waiting for the kubelet to boot up the control plane as static Pods")
     wait_healthy(local, timeout)
     print("[api-check] The API server is healthy")
-    stored = dict(cfg.cluster, kubernetesVersion=kube_version)
-    for kind, name, doc in (("ClusterConfiguration", "kubeadm-config", stored),
-                            ("KubeletConfiguration", "kubelet-config", docs.get("KubeletConfiguration") or {})):
-        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "kube-system"},
-                "data": {kind: yaml.safe_dump(doc, sort_keys=False)}}
-        client.apply("/api/v1/namespaces/kube-system/configmaps", name, body)
-    print("[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the \"kube-system\" "
-          "Namespace")
+    upload_cluster_configuration(client, cfg, kube_version)
+    upload_kubelet_configuration(client, docs)
     key = None
     if args.upload_certs and "upload-certs" not in skip:
         key = upload_certs(client, args.certificate_key or cfg.init.get("certificateKey"))
@@ -537,7 +573,7 @@ def cmd_join(args):
     stored = client.get("/api/v1/namespaces/kube-system/configmaps/kubeadm-config")
     cfg.cluster = yaml.safe_load(stored["data"]["ClusterConfiguration"])
     kubelet_cm = client.get("/api/v1/namespaces/kube-system/configmaps/kubelet-config")
-    kubelet_doc = yaml.safe_load(kubelet_cm["data"].get("KubeletConfiguration") or "{}")
+    kubelet_doc = yaml.safe_load(kubelet_cm["data"].get("kubelet") or "{}")
     write(path("/etc/kubernetes/pki/ca.crt"), ca_pem)
     control_plane = cfg.join.get("controlPlane")
     if control_plane is not None:
@@ -559,6 +595,7 @@ def cmd_join(args):
               "Namespace")
         ca = write_certs(cfg)
         write_kubeconfigs(cfg, ca)
+        print("[control-plane] Using manifest folder \"%s\"" % MANIFEST_DIR)
         write_manifests(cfg, cfg.cluster.get("kubernetesVersion"))
     else:
         tls_bootstrap(client, cfg, endpoint, ca_pem)
@@ -586,6 +623,58 @@ def cmd_upload_certs(args):
         return 0
     upload_certs(admin_client(), args.certificate_key)
     return 0
+
+
+def phase_config(args, phase):
+    if not args.phase_config:
+        raise KubeadmError("kubesim needs --config for `kubeadm init phase %s` (kubeadm's flag-only defaults are not "
+                           "modelled)" % phase)
+    return read_config(args.phase_config)
+
+
+def cmd_phase_control_plane(args):
+    """`kubeadm init phase control-plane all|apiserver|controller-manager|scheduler --config FILE`.
+
+    Writes the static Pod manifests exactly as `kubeadm init` does, from the InitConfiguration (local API
+    endpoint) and ClusterConfiguration in FILE; certificates, kubeconfigs and the cluster are not touched.
+    This is how https://kubernetes.io/docs/tasks/administer-cluster/kubeadm/kubeadm-reconfigure/ reflects
+    ClusterConfiguration changes on a control-plane node; the kubelet restarts a component whose manifest
+    changed.
+    """
+    docs = phase_config(args, "control-plane")
+    cfg = Config(docs)
+    kube_version = init_kubernetes_version(cfg)
+    check_control_plane_version(kube_version)
+    if args.component == "all":
+        print("[control-plane] Using manifest folder \"%s\"" % MANIFEST_DIR)
+        components = ALL_COMPONENTS
+    else:
+        components = (CONTROL_PLANE_COMPONENTS[args.component],)
+    write_manifests(cfg, kube_version, components)
+    return 0
+
+
+def cmd_phase_upload_config(args):
+    """`kubeadm init phase upload-config all|kubeadm|kubelet --config FILE [--kubeconfig admin.conf]`."""
+    docs = phase_config(args, "upload-config")
+    cfg = Config(docs)
+    kube_version = init_kubernetes_version(cfg)
+    check_control_plane_version(kube_version)
+    conf = path(args.kubeconfig)
+    if not os.path.exists(conf):
+        raise KubeadmError("couldn't read kubeconfig %s: no such file" % conf)
+    client = Client.from_kubeconfig(conf, retry_seconds=API_CALL_RETRY_SECONDS)
+    if args.config_kind in ("all", "kubeadm"):
+        upload_cluster_configuration(client, cfg, kube_version)
+    if args.config_kind in ("all", "kubelet"):
+        upload_kubelet_configuration(client, docs)
+    return 0
+
+
+def cmd_phase(args):
+    handlers = {"upload-certs": cmd_upload_certs, "control-plane": cmd_phase_control_plane,
+                "upload-config": cmd_phase_upload_config}
+    return handlers[args.phase](args)
 
 
 def cluster_version(client):
@@ -741,6 +830,17 @@ def parser():
     upload.add_argument("--upload-certs", action="store_true")
     upload.add_argument("--certificate-key")
     upload.add_argument("--config")
+    control_plane = phase_sub.add_parser("control-plane")
+    control_plane_sub = control_plane.add_subparsers(dest="component", required=True)
+    for name in ("all", *CONTROL_PLANE_COMPONENTS):
+        component = control_plane_sub.add_parser(name)
+        component.add_argument("--config", dest="phase_config")
+    upload_config = phase_sub.add_parser("upload-config")
+    upload_config_sub = upload_config.add_subparsers(dest="config_kind", required=True)
+    for name in ("all", "kubeadm", "kubelet"):
+        kind = upload_config_sub.add_parser(name)
+        kind.add_argument("--config", dest="phase_config")
+        kind.add_argument("--kubeconfig", default="/etc/kubernetes/admin.conf")
     join = sub.add_parser("join")
     join.add_argument("endpoint", nargs="?")
     join.add_argument("--config", required=True)
@@ -776,8 +876,8 @@ def parser():
 
 
 def _normalise(argv):
-    """`kubeadm init phase upload-certs ...` needs no --config; argparse wants it before the subcommand."""
-    if argv[:3] == ["init", "phase", "upload-certs"]:
+    """`kubeadm init phase ...` takes its flags after the phase name; argparse wants init's --config before it."""
+    if argv[:2] == ["init", "phase"]:
         return ["init", "--config", "-", *argv[1:]]
     return argv
 
@@ -791,7 +891,7 @@ def main(argv=None):
     handlers = {"join": cmd_join, "reset": cmd_reset, "version": cmd_version}
     try:
         if args.command == "init":
-            return cmd_upload_certs(args) if args.init_command == "phase" else cmd_init(args)
+            return cmd_phase(args) if args.init_command == "phase" else cmd_init(args)
         if args.command == "token":
             return cmd_token_create(args)
         if args.command == "upgrade":

@@ -9,6 +9,7 @@ kube-system/bootstrap-token-<id>), anonymous requests only to /livez, /readyz, /
 (the system:public-info-viewer role), plus GET kube-public/configmaps/cluster-info (kubeadm's
 bootstrap-signer RBAC rule for token discovery). Authorization is "any authenticated user may do anything".
 Health endpoints: https://kubernetes.io/docs/reference/using-api/health-checks/
+/metrics (authenticated users only; anonymous gets 401): the encryption-config controller metrics, see metrics.py.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from .api import Api, load_body, parse_query
 from .controllers import Controllers
 from .etcd import EtcdClient, EtcdError
 from .flags import parse_flags
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import EncryptionConfigMetrics
 from .store import ApiError, Store
 from .transformers import TransformerError, Transformers
 
@@ -65,8 +68,11 @@ class ApiServer:
         self.version = version.lstrip("v")
         self.etcd = EtcdClient(self.flags["etcd-servers"].split(","), self.flags["etcd-cafile"] or None,
                                self.flags["etcd-certfile"] or None, self.flags["etcd-keyfile"] or None)
+        # /metrics: the encryption-config controller's families (kubesim/metrics.py).
+        self.metrics = EncryptionConfigMetrics()
         self.transformers = Transformers(self.flags["encryption-provider-config"] or None,
-                                         self.flags["encryption-provider-config-automatic-reload"] == "true")
+                                         self.flags["encryption-provider-config-automatic-reload"] == "true",
+                                         metrics=self.metrics)
         self.store = Store(self.etcd, self.transformers, self.flags["etcd-prefix"])
         self.api = Api(self.store, version_info(self.version))
         self.reload_interval = reload_interval
@@ -134,7 +140,8 @@ class ApiServer:
     def _reload_loop(self):
         while not self._stop.wait(self.reload_interval):
             if self.transformers.maybe_reload():
-                LOG.info("reloaded encryption provider config %s", self.transformers.path)
+                LOG.info("reloaded encryption provider config %s (%s)", self.transformers.path,
+                         self.transformers.config_hash)
 
     def stop(self):
         self._stop.set()
@@ -310,6 +317,11 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(401, "Unauthorized", "Unauthorized")
         if path == "/version":
             return self._send(200, server.api.version_info)
+        if path == "/metrics":
+            if method != "GET":
+                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested "
+                               "resource")
+            return self._send(200, server.metrics.render(), METRICS_CONTENT_TYPE)
         if path == "/api":
             return self._send(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
                 {"clientCIDR": "0.0.0.0/0", "serverAddress": "%s:%d" % (

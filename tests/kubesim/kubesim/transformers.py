@@ -187,15 +187,27 @@ def parse_config(document):
     return mapping
 
 
-def load_config(path):
-    """Parse an EncryptionConfiguration file (YAML or JSON); returns (mapping, content hash)."""
+def read_config(path):
+    """The raw bytes of the config file; an empty file is an error, as in the apiserver's loadDataAndHash."""
     with open(path, "rb") as handle:
         raw = handle.read()
+    if not raw:
+        raise TransformerError("encryption provider configuration file %r is empty" % path)
+    return raw
+
+
+def parse_raw(path, raw):
     try:
         document = parse_yaml(raw.decode())
     except Exception as exc:  # yaml.YAMLError or a decode error: the file is not a config
         raise TransformerError("encryption provider config %s does not parse: %s" % (path, exc)) from exc
-    return parse_config(document), hashlib.sha256(raw).hexdigest()
+    return parse_config(document)
+
+
+def load_config(path):
+    """Parse an EncryptionConfiguration file (YAML or JSON); returns (mapping, content hash)."""
+    raw = read_config(path)
+    return parse_raw(path, raw), hashlib.sha256(raw).hexdigest()
 
 
 def parse_yaml(text):
@@ -207,27 +219,49 @@ def parse_yaml(text):
 
 
 class Transformers:
-    """Resource -> transformer lookup with the apiserver's automatic reload of the config file."""
+    """Resource -> transformer lookup with the apiserver's automatic reload of the config file.
 
-    def __init__(self, path=None, reload=False):
+    ``metrics`` (kubesim.metrics.EncryptionConfigMetrics) observes loads and reload attempts the way the
+    apiserver's encryption-config controller records them.
+    """
+
+    def __init__(self, path=None, reload=False, metrics=None):
         self.path = path
         self.reload = reload
+        self.metrics = metrics
         self.mapping = {}
         self.digest = None
         if path:
             self.mapping, self.digest = load_config(path)
+            if metrics:
+                metrics.loaded("sha256:" + self.digest)
+
+    @property
+    def config_hash(self):
+        """``sha256:<hex>`` of the file as last loaded (the last_config_info ``hash`` label), or None."""
+        return "sha256:" + self.digest if self.digest else None
 
     def maybe_reload(self):
-        """Re-read the file when it changed; a broken file keeps the previous config (as the apiserver does)."""
+        """One poll of the controller: re-read the file; reload when its content changed.
+
+        Unchanged content records nothing. A file that cannot be read or does not load keeps the running
+        configuration and records a failure, on every poll until it is fixed (as the apiserver does).
+        """
         if not (self.path and self.reload):
             return False
         try:
-            mapping, digest = load_config(self.path)
-        except (OSError, TransformerError, ValueError):
-            return False
-        if digest == self.digest:
+            raw = read_config(self.path)
+            digest = hashlib.sha256(raw).hexdigest()
+            if digest == self.digest:
+                return False
+            mapping = parse_raw(self.path, raw)
+        except (OSError, TransformerError, ValueError, KeyError, TypeError, AttributeError):
+            if self.metrics:
+                self.metrics.reload_failed()
             return False
         self.mapping, self.digest = mapping, digest
+        if self.metrics:
+            self.metrics.reload_succeeded(self.config_hash)
         return True
 
     def for_resource(self, resource, group=""):
