@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import decimal
 import hashlib
+import math
 import socket
 import struct
 import threading
@@ -65,7 +66,7 @@ def apiserver_id(hostname=None):
 
 def go_float(value):
     """A sample value as Go's strconv.FormatFloat(v, 'g', -1, 64) writes it (what client_golang emits)."""
-    if value != value:  # NaN
+    if math.isnan(value):
         return "NaN"
     if value in (float("inf"), float("-inf")):
         return "+Inf" if value > 0 else "-Inf"
