@@ -15,7 +15,6 @@ real kubelet shim process (``python -m kubesim kubelet``) that is SIGKILLed.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -43,25 +42,6 @@ kubesim_testing = pytest.importorskip("kubesim.testing", reason="kubesim (tests/
 LocalCluster = kubesim_testing.LocalCluster
 wait_for = kubesim_testing.wait_for
 
-PLAY = """\
-- name: Run one module and save its result
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
-  tasks:
-    - name: Call the module
-      %(module)s: %(args)s
-      check_mode: %(check)s
-      register: outcome
-      ignore_errors: true
-    - name: Save the result
-      ansible.builtin.copy:
-        content: "{{ outcome | to_json }}"
-        dest: %(out)s
-        mode: "0600"
-"""
 
 
 def node_body(name, ip, kubelet="v1.37.1", unschedulable=False, ready=True, heartbeat_age=0):
@@ -96,10 +76,9 @@ def ready(pod):
 
 
 class Sim:
-    def __init__(self, local, tmp_path, run_playbook):
+    def __init__(self, local, run_module):
         self.local = local
-        self.tmp = tmp_path
-        self.run_playbook = run_playbook
+        self.run_module = run_module
         self.kubeconfig = local.kubeconfigs[0]
         self.api = K8sClient.from_kubeconfig(self.kubeconfig)
 
@@ -114,16 +93,7 @@ class Sim:
 
     def module(self, module_name, check=False, **args):
         args.setdefault("kubeconfig", self.kubeconfig)
-        out = self.tmp / ("%s-%d.json" % (module_name, time.monotonic_ns()))
-        play = self.tmp / "play.yml"
-        play.write_text(PLAY % dict(module="baremetal.kubernetes.%s" % module_name, args=json.dumps(args), out=out,
-                                    check=json.dumps(check)))
-        started = time.monotonic()
-        result = self.run_playbook("-i", "localhost,", str(play), timeout=240)
-        assert result.returncode == 0, result.stdout + result.stderr
-        outcome = json.loads(out.read_text())
-        outcome["_wall"] = time.monotonic() - started
-        return outcome
+        return self.run_module(module_name, check=check, **args)
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +111,8 @@ def local(tmp_path_factory):
 
 
 @pytest.fixture
-def sim(local, tmp_path, run_playbook):
-    sim = Sim(local, tmp_path, run_playbook)
+def sim(local, run_module):
+    sim = Sim(local, run_module)
     yield sim
     sim.api.close()
 
@@ -296,9 +266,9 @@ def kubelet_cluster(tmp_path):
         local.cleanup()
 
 
-def test_cluster_health_catches_a_killed_kubelet(kubelet_cluster, tmp_path, run_playbook):
+def test_cluster_health_catches_a_killed_kubelet(kubelet_cluster, run_module):
     local, kubelet = kubelet_cluster
-    sim = Sim(local, tmp_path, run_playbook)
+    sim = Sim(local, run_module)
     try:
         base = dict(apiservers=["127.0.0.1:%d" % local.servers[0].port], control_plane_components=[],
                     expect_nodes=["node-k"])
@@ -319,7 +289,7 @@ def test_cluster_health_catches_a_killed_kubelet(kubelet_cluster, tmp_path, run_
         sim.api.close()
 
 
-def test_cluster_health_catches_kubelet_replica_and_skew(sim, local):
+def test_cluster_health_catches_kubelet_replica_and_skew(sim, local, tmp_path):
     api = sim.api
     servers = ["127.0.0.1:%d" % server.port for server in local.servers]
     base = dict(apiservers=servers, control_plane_components=[], max_heartbeat_age=3600)
@@ -353,7 +323,7 @@ def test_cluster_health_catches_kubelet_replica_and_skew(sim, local):
 
     # A stopped apiserver replica while the endpoint still answers: the endpoint is a real HAProxy on
     # loopback in front of both replicas, health-checking /readyz as the loadbalancer role configures it.
-    with haproxy_endpoint(local, sim.tmp) as (kubeconfig, replica_state):
+    with haproxy_endpoint(local, tmp_path) as (kubeconfig, replica_state):
         through_vip = sim.module("cluster_health", kubeconfig=kubeconfig, **base)
         assert through_vip["healthy"] is True, through_vip.get("msg")
         local.servers[1].stop()
