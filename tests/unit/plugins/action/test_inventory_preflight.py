@@ -22,6 +22,8 @@ CLUSTER_VARS = {
     "k8s_version": "1.34.2",
     "etcd_version": "3.5.21",
     "k8s_cluster_name": "kubernetes",
+    "k8s_encryption_provider": "secretbox",
+    "k8s_encryption_resources": ["secrets"],
     "k8s_api_vip": "192.168.10.100",
     "k8s_api_port": 8443,
     "k8s_pod_subnet": "10.244.0.0/16",

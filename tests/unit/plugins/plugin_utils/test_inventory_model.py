@@ -40,6 +40,8 @@ GOOD_INVENTORY = {
         "k8s_version": "1.34.2",
         "etcd_version": "3.5.21",
         "k8s_cluster_name": "kubernetes",
+        "k8s_encryption_provider": "secretbox",
+        "k8s_encryption_resources": ["secrets"],
         "k8s_api_vip": "192.168.10.100",
         "k8s_api_port": 8443,
         "k8s_pod_subnet": "10.244.0.0/16",
@@ -181,6 +183,8 @@ SERVICE = (CLUSTER, "k8s_service_subnet")
 VERSION = (CLUSTER, "k8s_version")
 ETCD_VERSION = (CLUSTER, "etcd_version")
 CLUSTER_NAME = (CLUSTER, "k8s_cluster_name")
+ENC_PROVIDER = (CLUSTER, "k8s_encryption_provider")
+ENC_RESOURCES = (CLUSTER, "k8s_encryption_resources")
 ROUTER_ID = "loadbalancer_keepalived_virtual_router_id"
 
 
@@ -396,6 +400,14 @@ BAD_CASES = [
          "is not a DNS label"),
     case("cluster-name-empty", set_cluster(k8s_cluster_name=""), [CLUSTER_NAME], "'' is not a DNS label"),
     case("cluster-name-missing", set_cluster(k8s_cluster_name=ABSENT), [CLUSTER_NAME], "None is not a DNS label"),
+    case("encryption-provider-unknown", set_cluster(k8s_encryption_provider="aes256"), [ENC_PROVIDER],
+         "'aes256' is not an encryption provider", "secretbox"),
+    case("encryption-resources-empty", set_cluster(k8s_encryption_resources=[]), [ENC_RESOURCES],
+         "is not a list of resources", "[secrets]"),
+    case("encryption-resources-string", set_cluster(k8s_encryption_resources="secrets"), [ENC_RESOURCES],
+         "is not a list of resources"),
+    case("encryption-resources-capitals", set_cluster(k8s_encryption_resources=["Secrets"]), [ENC_RESOURCES],
+         "is not a list of resources"),
     # the loadbalancer role's inventory-level rules
     case("router-id-0", set_loadbalancers((ROUTER_ID, 0)),
          [("cp1", ROUTER_ID), ("cp2", ROUTER_ID), ("cp3", ROUTER_ID)], "VRRP allows 1 to 255", "from 1 to 255"),
@@ -492,6 +504,9 @@ GOOD_VARIATIONS = [
     pytest.param(set_cluster(k8s_cluster_name="a" * 63), id="cluster-name-63-chars"),
     pytest.param(set_cluster(k8s_cluster_name="prod-eu1"), id="cluster-name-with-dash"),
     pytest.param(set_cluster(k8s_cluster_name="k"), id="cluster-name-one-char"),
+    pytest.param(set_cluster(k8s_encryption_provider="identity"), id="encryption-off"),
+    pytest.param(set_cluster(k8s_encryption_resources=["secrets", "configmaps", "*.apps", "*.*"]),
+                 id="encryption-resources-patterns"),
     pytest.param(set_loadbalancers((ROUTER_ID, 1)), id="router-id-1"),
     pytest.param(set_loadbalancers((ROUTER_ID, "255")), id="router-id-255-string"),
     pytest.param(set_host("w1", **{ROUTER_ID: 300}), id="router-id-ignored-off-loadbalancers"),
@@ -532,7 +547,8 @@ def test_nothing_valid_reports_every_cluster_variable():
     variables = {problem.variable for problem in problems}
     assert variables == {
         "groups.kube_control_plane", "groups.etcd", "k8s_version", "etcd_version", "k8s_cluster_name",
-        "k8s_api_vip", "k8s_api_port", "k8s_pod_subnet", "k8s_service_subnet",
+        "k8s_api_vip", "k8s_api_port", "k8s_pod_subnet", "k8s_service_subnet", "k8s_encryption_provider",
+        "k8s_encryption_resources",
     }
     assert {problem.host for problem in problems} == {CLUSTER}
 
