@@ -47,7 +47,6 @@ resources:
 """
 
 
-
 def config(*keys):
     return CONFIG % "".join("      - name: %s\n        secret: %s\n" % key for key in keys)
 

@@ -43,7 +43,6 @@ LocalCluster = kubesim_testing.LocalCluster
 wait_for = kubesim_testing.wait_for
 
 
-
 def node_body(name, ip, kubelet="v1.37.1", unschedulable=False, ready=True, heartbeat_age=0):
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - heartbeat_age))
     ready_cond = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready "
