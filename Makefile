@@ -17,9 +17,12 @@ APT_PACKAGES := podman runc debootstrap uidmap slirp4netns iproute2 iptables ca-
 ALL_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 # Scenarios not yet passing end to end in one `molecule test` run. `make molecule` names them on every
 # run; `make molecule SCENARIOS=<name>` runs one.
-# cluster: the VIP failover test fails when the frozen VIP holder (cl-cp1) also runs the etcd member
-# the other apiservers use first: their /readyz, HAProxy's check, waits for their etcd client to
-# give up on it (7.8 s measured against the 5 + 2 s bound; 3.9-4.2 s when another node held the VIP).
+# cluster: passes end to end (22 min here), but stays out until (1) .ci/run has room for it (with it,
+# about 60 min; molecule/kubesim's checks should move into this cluster build first) and (2) its VIP
+# failover bound holds reliably when the frozen holder is cl-cp1, which also runs the etcd member
+# the other apiservers use first: requests fail intermittently for 7.4 s there (HAProxy's /readyz
+# check waits for their etcd client), and one run with the old /readyz-only probe measured 7.8 s
+# against the 5 + 2 s bound.
 NOT_YET_GREEN := cluster
 SCENARIOS ?= $(filter-out $(NOT_YET_GREEN),$(ALL_SCENARIOS))
 SANITY_ROOT := build/sanity/ansible_collections/baremetal/kubernetes

@@ -205,8 +205,8 @@ def test_vip_holder_apiserver_killed_and_node_frozen_api_stays_reachable(kubecon
     # etcd, and it gets its own, looser bound. The frozen node takes an etcd member with it; when the
     # surviving apiservers were using that member (cl-cp1's, first in their --etcd-servers), their
     # /readyz fails until their etcd client gives up on it (kubesim: a 5 s request timeout), and
-    # HAProxy's /readyz check then takes them out too, so /version fails as well: 7.8 s measured.
-    # That case is why the Makefile keeps this scenario out of `make test` (NOT_YET_GREEN).
+    # HAProxy's /readyz check takes them out now and then, so /version fails intermittently too
+    # (measured: first answer after 3.4 s, the last failure at 7.4 s). See NOT_YET_GREEN.
     endpoint = Prober(context, 30.0, "/version")
     ready = Prober(context, 30.0, "/readyz")
     endpoint.start()
