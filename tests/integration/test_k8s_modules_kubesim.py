@@ -100,13 +100,8 @@ def local(tmp_path_factory):
     for binary in ("/usr/bin/etcd",):
         if not Path(binary).exists():
             pytest.fail("%s is required for the kubesim integration tests (make deps installs it)" % binary)
-    local = LocalCluster(str(tmp_path_factory.mktemp("kubesim") / "cluster"), replicas=2)
-    try:
-        local.start()
+    with LocalCluster(str(tmp_path_factory.mktemp("kubesim") / "cluster"), replicas=2).running() as local:
         yield local
-    finally:
-        local.stop()
-        local.cleanup()
 
 
 @pytest.fixture
@@ -242,27 +237,23 @@ def test_check_mode_reports_the_drain_and_changes_nothing(sim):
 @pytest.fixture
 def kubelet_cluster(tmp_path):
     """One replica with the node lifecycle controller on (3 s grace period) and a real kubelet shim process."""
-    local = LocalCluster(str(tmp_path / "cluster"), replicas=1, node_monitor_grace_period=3.0)
     root = tmp_path / "root"
-    kubelet = None
-    try:
-        local.start()
+    with LocalCluster(str(tmp_path / "cluster"), replicas=1, node_monitor_grace_period=3.0).running() as local:
         (root / "etc/kubernetes").mkdir(parents=True)
         (root / "var/lib/kubelet").mkdir(parents=True)
         (root / "etc/kubernetes/kubelet.conf").write_text(Path(local.kubeconfigs[0]).read_text())
         (root / "var/lib/kubelet/kubeadm-flags.env").write_text(
             'KUBELET_KUBEADM_ARGS="--node-ip=10.0.0.51 --hostname-override=node-k"\n')
         env = dict(os.environ, PYTHONPATH=str(KUBESIM), KUBESIM_ROOT=str(root), KUBESIM_VERSION="1.37.1")
-        log = (tmp_path / "kubelet.log").open("wb")
-        kubelet = subprocess.Popen([sys.executable, "-m", "kubesim", "kubelet", "--interval", "0.5"], env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
-        yield local, kubelet
-    finally:
-        if kubelet is not None and kubelet.poll() is None:
-            kubelet.kill()
-            kubelet.wait(10)
-        local.stop()
-        local.cleanup()
+        with (tmp_path / "kubelet.log").open("wb") as log:
+            kubelet = subprocess.Popen([sys.executable, "-m", "kubesim", "kubelet", "--interval", "0.5"], env=env,
+                                       stdout=log, stderr=subprocess.STDOUT)
+            try:
+                yield local, kubelet
+            finally:
+                if kubelet.poll() is None:
+                    kubelet.kill()
+                    kubelet.wait(10)
 
 
 def test_cluster_health_catches_a_killed_kubelet(kubelet_cluster, run_module):

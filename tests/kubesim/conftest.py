@@ -79,13 +79,8 @@ def cluster(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("kubesim")
     encryption = workdir / "encryption.yaml"
     write_encryption(encryption, "secretbox")
-    local = LocalCluster(str(workdir / "cluster"), replicas=2, encryption_config=str(encryption))
-    try:
-        local.start()
+    with LocalCluster(str(workdir / "cluster"), replicas=2, encryption_config=str(encryption)).running() as local:
         yield local
-    finally:
-        local.stop()
-        local.cleanup()
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,7 @@ def _get(url, context):
 
 
 def test_readyz_fails_when_etcd_is_unreachable(tmp_path):
-    local = LocalCluster(str(tmp_path / "cluster"), replicas=1)
-    try:
-        local.start()
+    with LocalCluster(str(tmp_path / "cluster"), replicas=1).running() as local:
         context = ssl.create_default_context(cafile=local.ca_file)
         base = "https://127.0.0.1:%d" % local.servers[0].port
         assert _get(base + "/readyz", context) == (200, "ok")
@@ -33,9 +31,6 @@ def test_readyz_fails_when_etcd_is_unreachable(tmp_path):
         assert "[-]etcd failed: reason withheld" in body and "readyz check failed" in body
         assert _get(base + "/healthz/etcd", context)[0] == 500
         assert _get(base + "/livez/ping", context) == (200, "ok")
-    finally:
-        local.stop()
-        local.cleanup()
 
 
 def test_node_goes_unknown_without_heartbeats_and_recovers(tmp_path):
@@ -44,9 +39,7 @@ def test_node_goes_unknown_without_heartbeats_and_recovers(tmp_path):
 
     from kubesim.controllers import NODE, heartbeat_node
 
-    local = LocalCluster(str(tmp_path / "cluster"), replicas=1, node_monitor_grace_period=1.5)
-    try:
-        local.start()
+    with LocalCluster(str(tmp_path / "cluster"), replicas=1, node_monitor_grace_period=1.5).running() as local:
         api = local.servers[0].api
         heartbeat_node(api, "node-x", "1.36.2", "10.0.0.9")
 
@@ -74,6 +67,3 @@ def test_node_goes_unknown_without_heartbeats_and_recovers(tmp_path):
             time.sleep(0.3)
         assert state()[1] == []
         assert api.get(NODE, None, "node-x")["status"]["nodeInfo"]["kubeletVersion"] == "v1.36.2"
-    finally:
-        local.stop()
-        local.cleanup()

@@ -83,6 +83,24 @@ def test_first_provider_writes_every_provider_reads():
     assert rotated.to_storage(b"c", ETCD_KEY).startswith(b"k8s:enc:aesgcm:v1:new:")
 
 
+def test_stale_when_read_by_anything_but_the_first_key_of_the_first_provider():
+    """The prefix transformers' rule: a value read by any transformer but the first is stale (written again by
+    an update even when unchanged); a resource no config covers is read by identity and never stale."""
+    key1 = {"name": "k1", "secret": KEY32}
+    key2 = {"name": "k2", "secret": base64.b64encode(os.urandom(32)).decode()}
+    old = chain({"secretbox": {"keys": [key1]}})
+    rotated = chain({"secretbox": {"keys": [key2, key1]}}, {"identity": {}})
+    assert rotated.read(rotated.to_storage(b"new", ETCD_KEY), ETCD_KEY) == (b"new", False)
+    assert rotated.read(old.to_storage(b"old", ETCD_KEY), ETCD_KEY) == (b"old", True)  # second key, same provider
+    assert rotated.read(b'{"plain":1}', ETCD_KEY) == (b'{"plain":1}', True)  # identity is not first
+    other_provider = chain({"aesgcm": {"keys": [{"name": "g", "secret": KEY16}]}}, {"secretbox": {"keys": [key1]}})
+    assert other_provider.read(old.to_storage(b"x", ETCD_KEY), ETCD_KEY) == (b"x", True)
+    decrypting = chain({"identity": {}}, {"secretbox": {"keys": [key1]}})
+    assert decrypting.read(b"plain", ETCD_KEY) == (b"plain", False)
+    assert decrypting.read(old.to_storage(b"y", ETCD_KEY), ETCD_KEY) == (b"y", True)
+    assert Transformers().for_resource("configmaps").read(b"cm", ETCD_KEY) == (b"cm", False)
+
+
 def test_identity_refuses_encrypted_data_and_unknown_keys_fail():
     encrypted = chain({"secretbox": {"keys": [{"name": "k1", "secret": KEY32}]}}).to_storage(b"x", ETCD_KEY)
     with pytest.raises(TransformerError, match="identity transformer tried to read encrypted data"):

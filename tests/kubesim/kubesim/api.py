@@ -231,22 +231,23 @@ class Api:
         if obj.get("metadata", {}).get("name") not in (None, name):
             raise ApiError(400, "BadRequest", "the name of the object (%s) does not match the name on the URL (%s)"
                            % (obj["metadata"]["name"], name))
-        old, revision = self.store.get_raw(resource, namespace, name)
-        if old is None:
+        state = self.store.read(resource, namespace, name)
+        if state is None:
             raise not_found(resource, name)
         wanted = obj.get("metadata", {}).get("resourceVersion")
-        if wanted and wanted != str(revision):
+        if wanted and wanted != str(state.revision):
             raise conflict(resource, name)
-        new = self._merge_update(resource, old, obj, subresource)
+        new = self._merge_update(resource, state.obj, obj, subresource)
         if dry_run:
             return new
-        return self.decorate(resource, self.store.update(resource, new, revision))
+        return self.decorate(resource, self.store.update(resource, new, state.revision, orig=state))
 
     def patch(self, resource, namespace, name, content_type, patch, subresource=None, dry_run=False):
         for _dummy in range(5):  # the apiserver retries a patch on conflict (GuaranteedUpdate)
-            old, revision = self.store.get_raw(resource, namespace, name)
-            if old is None:
+            state = self.store.read(resource, namespace, name)
+            if state is None:
                 raise not_found(resource, name)
+            old, revision = state.obj, state.revision
             try:
                 patched = apply_patch(content_type, old, patch)
             except PatchError as exc:
@@ -259,7 +260,7 @@ class Api:
             if dry_run:
                 return new
             try:
-                return self.decorate(resource, self.store.update(resource, new, revision))
+                return self.decorate(resource, self.store.update(resource, new, revision, orig=state))
             except ApiError as exc:
                 if exc.reason != "Conflict" or wanted:
                     raise
@@ -346,8 +347,9 @@ class Api:
             rv = (wanted.get("metadata") or {}).get("resourceVersion")
             if rv and rv != str(revision):
                 raise conflict(resource, name)
-            obj["spec"]["replicas"] = replicas
-            obj["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
+            if obj["spec"].get("replicas") != replicas:  # the strategy bumps generation on a spec change only
+                obj["spec"]["replicas"] = replicas
+                obj["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
             try:
                 return self.to_scale(self.store.update(resource, obj, revision))
             except ApiError as exc:

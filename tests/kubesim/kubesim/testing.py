@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import socket
@@ -62,6 +63,7 @@ class LocalCluster:
         server_options.setdefault("node_monitor_grace_period", None)
         self.server_options = server_options
         self.etcd_proc = None
+        self.etcd_log = None
         self.servers = []
         self.pki = os.path.join(workdir, "pki")
 
@@ -146,6 +148,16 @@ class LocalCluster:
             self.kubeconfigs.append(path)
         return self
 
+    @contextlib.contextmanager
+    def running(self):
+        """``with cluster.running():`` start it, and always stop it and remove its files afterwards, also when
+        starting or the body fails."""
+        try:
+            yield self.start()
+        finally:
+            self.stop()
+            self.cleanup()
+
     # The interface the fidelity tests use, shared with RemoteCluster.
     def server_url(self, index):
         return "https://127.0.0.1:%d" % self.servers[index].port
@@ -176,7 +188,7 @@ class LocalCluster:
                 self.etcd_proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.etcd_proc.kill()
-        if self.etcd_proc:
+        if self.etcd_log:
             self.etcd_log.close()
 
     def cleanup(self):

@@ -8,7 +8,8 @@ Wire format (k8s.io/apiserver/pkg/storage/value/encrypt/..., pkg/server/options/
   aesgcm    ciphertext = nonce(12) + AES-GCM(data, AAD = etcd key) + tag  (aes/aes.go, gcm transformer)
   secretbox ciphertext = nonce(24) + NaCl secretbox(data)                 (secretbox/secretbox.go)
   identity  stored = data, no prefix
-The first provider of a resource writes; on read every provider is tried by its prefix.
+The first provider of a resource writes; on read every provider is tried by its prefix. A value read by any
+provider or key but the first is "stale": an update writes it again even when the object is unchanged.
 """
 
 from __future__ import annotations
@@ -139,12 +140,18 @@ class ResourceTransformer:
         return self.providers[0].encrypt(data, key.encode())
 
     def from_storage(self, stored, key):
+        return self.read(stored, key)[0]
+
+    def read(self, stored, key):
+        """Return (data, stale). The providers are tried in order, by prefix; ``stale`` is true when the one
+        that could read the value is not the first (the current write key), so the value should be written
+        again even if the object did not change (the prefix transformer's rule in the apiserver)."""
         errors = []
-        for provider in self.providers:
+        for index, provider in enumerate(self.providers):
             if provider.prefix and not stored.startswith(provider.prefix):
                 continue
             try:
-                return provider.decrypt(stored, key.encode())
+                return provider.decrypt(stored, key.encode()), index != 0
             except TransformerError as exc:
                 errors.append(str(exc))
         raise TransformerError("no provider could read %s: %s" % (key, "; ".join(errors) or "no matching prefix"))
