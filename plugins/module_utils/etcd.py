@@ -11,6 +11,8 @@ code as etcd itself: endpoint status and health, member and alarm lists, the sna
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import os
@@ -153,6 +155,44 @@ def parse_snapshot_status(text):
         total_keys=int(data.get("totalKey", 0)),
         total_size=int(data.get("totalSize", 0)),
     )
+
+
+def prefix_range_end(prefix):
+    """The range end that selects every key starting with ``prefix`` (clientv3.GetPrefixRangeEnd)."""
+    raw = bytearray(prefix.encode("utf-8", "surrogateescape"))
+    while raw and raw[-1] == 0xFF:
+        raw.pop()
+    if not raw:
+        raise EtcdError("key prefix %r has no range end that etcdctl can take as an argument" % prefix)
+    raw[-1] += 1
+    return bytes(raw).decode("utf-8", "surrogateescape")
+
+
+def parse_range(text):
+    """``etcdctl get <key> <range end> -w json`` -> revision, kvs [(key, base64 value)], more, count.
+
+    ``revision`` is the store's current revision (also when the read was pinned with ``--rev``); ``count``
+    is the number of keys in the whole range, ``more`` whether ``--limit`` cut the answer short. Keys are
+    decoded with surrogateescape, so they round-trip into an etcdctl argument byte for byte.
+    """
+    data = _loads(text, "get")
+    if not isinstance(data, dict) or "revision" not in (data.get("header") or {}):
+        raise EtcdError("etcdctl get returned no revision: %r" % (text or "")[:300])
+    kvs = []
+    for item in data.get("kvs") or []:
+        key = base64.b64decode(item.get("key", "")).decode("utf-8", "surrogateescape")
+        kvs.append((key, item.get("value", "")))
+    return dict(revision=int(data["header"]["revision"]), kvs=kvs, more=bool(data.get("more")),
+                count=int(data.get("count", len(kvs))))
+
+
+def value_head(encoded, size):
+    """The first ``size`` bytes of a base64 value, decoding only the characters that hold them."""
+    chunk = encoded[:(size + 2) // 3 * 4]
+    try:
+        return base64.b64decode(chunk)[:size]
+    except (binascii.Error, ValueError) as exc:
+        raise EtcdError("etcdctl printed a value that is not base64: %r" % chunk[:40]) from exc
 
 
 def verify_snapshot_integrity(path, chunk_size=1024 * 1024):

@@ -10,6 +10,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+KUBESIM = REPO / "tests" / "kubesim"
+# The collection (as ansible_collections.baremetal.kubernetes) and kubesim, importable by every test.
+for entry in (REPO / ".collections", KUBESIM):
+    if str(entry) not in sys.path:
+        sys.path.insert(0, str(entry))
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -26,9 +25,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 KUBESIM = REPO / "tests" / "kubesim"
-for entry in (REPO / ".collections", KUBESIM):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
 
 from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import K8sClient  # noqa: E402
 

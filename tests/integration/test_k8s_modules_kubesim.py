@@ -29,9 +29,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 KUBESIM = REPO / "tests" / "kubesim"
 # The checkout as ansible_collections.baremetal.kubernetes (see tests/unit/conftest.py) and kubesim.
-for entry in (REPO / ".collections", KUBESIM):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
 
 from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import (  # noqa: E402
     K8sApiError,
