@@ -277,7 +277,10 @@ def _rotation(nodes, record, new, provider, resources):
         if not isinstance(new, dict) or "provider" not in new:
             raise AnsibleFilterError("encryption_rotation needs the new entry to start a rotation")
         target = dict(new)
-        if _ident(target) in {_ident(entry) for entry in old}:
+        # identity is in every file (last, to read what was stored before encryption): as the target it
+        # turns encryption off, and only the writer itself is nothing to rotate to.
+        if _ident(target) == _ident(old[0]) or (target["provider"] != "identity"
+                                                and _ident(target) in {_ident(entry) for entry in old}):
             raise AnsibleFilterError(
                 "the nodes already use %s (%s): nothing to rotate to. KMS v2 plugins rotate their keys "
                 "themselves; to turn encryption on, choose a provider other than identity"

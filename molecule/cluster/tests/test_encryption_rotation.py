@@ -3,8 +3,10 @@
 """playbooks/rotate_encryption_key.yml on the running cluster, checked on raw etcd bytes and with the real
 kubectl: a rotation re-encrypts every Secret with a new key, one interrupted after step 3 (and with one node
 put back as if step 3 had not reached it) resumes and finishes with the same new key, a provider switch to
-aesgcm goes through the same path (and back), and nodes that disagree outside a rotation stop it before
-anything changes. The cluster ends as it started: secretbox, one key, every Secret readable.
+aesgcm goes through the same path, encryption is turned off and then on again for a cluster built without it
+(apiservers without the flags, no file: site.yml writes an identity-only file and warns, the rotation wires the
+flags apiserver by apiserver), and nodes that disagree outside a rotation stop it before anything changes. The
+cluster ends as it started: secretbox, one key, every Secret readable.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 from kube import fetched_kubeconfig, kubectl, kubectl_json
-from node_shell import ansible_env, inventory_args, node_exec
-from test_encryption import CONFIG, CONTROL_PLANES, ETCDCTL, checksums, config_text
+from node_shell import ansible_env, inventory_args, node_exec, wait_for
+from test_encryption import CONFIG, CONTROL_PLANES, ETCDCTL, SCENARIO, checksums, config_text
 
 PLAYBOOK = Path(__file__).resolve().parents[3] / "playbooks" / "rotate_encryption_key.yml"
 RECORD = "/etc/kubernetes/encryption/rotation.json"
@@ -134,15 +136,82 @@ def test_an_interrupted_rotation_resumes_with_the_same_new_key(markers):
     assert new == stage1[1][1]  # the key added in the first run: no third key
 
 
-def test_switching_to_aesgcm_and_back_goes_through_the_same_path(markers):
+def test_switching_to_aesgcm_goes_through_the_same_path(markers):
     before = keys()
     run, out = rotate("-e", "k8s_encryption_provider=aesgcm")
     assert run.returncode == 0, out[-4000:]
-    aesgcm = assert_done(before, "aesgcm", markers)
-    # site.yml now refuses secretbox (the inventory's); the way back is another rotation.
+    assert_done(before, "aesgcm", markers)
+
+
+def manifest_flags(node):
+    manifest = yaml.safe_load(node_exec(node, "cat /etc/kubernetes/manifests/kube-apiserver.yaml").stdout)
+    return [a for a in manifest["spec"]["containers"][0]["command"] if a.startswith("--encryption-provider-config")]
+
+
+def build_without_encryption():
+    """Make the cluster look like one an older release built: apiservers without the encryption flags
+    (kubeadm re-generates them from a configuration without them, and it goes to kubeadm-config), and no
+    EncryptionConfiguration or record on any node."""
+    for node in CONTROL_PLANES:
+        old = yaml.safe_load_all(node_exec(node, "cat /etc/kubernetes/kubeadm/kubeadm-config.yaml").stdout)
+        docs = []
+        for doc in old:
+            if doc.get("kind") == "ClusterConfiguration":
+                api = doc["apiServer"]
+                api["extraArgs"] = [a for a in api["extraArgs"] if not a["name"].startswith("encryption-")]
+                api["extraVolumes"] = [v for v in api["extraVolumes"] if v["name"] != "encryption-config"]
+            docs.append(doc)
+        subprocess.run(["podman", "exec", "-i", node, "sh", "-c", "cat > /root/old-kubeadm.yaml"],
+                       input=yaml.safe_dump_all(docs), text=True, check=True, timeout=30)
+        node_exec(node, "kubeadm init phase control-plane apiserver --config /root/old-kubeadm.yaml", timeout=120)
+        if node == CONTROL_PLANES[0]:
+            node_exec(node, "kubeadm init phase upload-config kubeadm --config /root/old-kubeadm.yaml", timeout=120)
+        node_exec(node, "rm -f /root/old-kubeadm.yaml %s %s" % (CONFIG, RECORD))
+    for node in CONTROL_PLANES:
+        assert manifest_flags(node) == []
+        ip = "10.123.70.%d" % (10 + int(node[-1]))
+        ready, waited = wait_for(lambda ip=ip: kubectl(fetched_kubeconfig(), "--server", "https://%s:6443" % ip,
+                                                       "get", "--raw", "/readyz", check=False).returncode == 0,
+                                 180, interval=2)
+        assert ready, "%s: its apiserver did not come back within %.0f s" % (node, waited)
+    assert "encryption-provider-config" not in kubeadm_config_map()
+
+
+def kubeadm_config_map():
+    return kubectl_json(fetched_kubeconfig(), "-n", "kube-system", "get", "configmap", "kubeadm-config")["data"][
+        "ClusterConfiguration"]
+
+
+def test_encryption_turned_off_then_on_for_a_cluster_built_without_it(markers):
+    # Off through the same path: identity writes, every Secret is re-written as plaintext.
+    run, out = rotate("-e", "k8s_encryption_provider=identity")
+    assert run.returncode == 0, out[-4000:]
+    assert all(keys(n) == [("identity", None)] for n in CONTROL_PLANES)
+    assert set(raw_writers().values()) == {"plaintext"} and read_back() == markers
+    build_without_encryption()
+    # site.yml (this release) on that cluster: an identity-only file, a loud warning, no apiserver restarted.
+    run = site_encryption()
+    out = " ".join((run.stdout + run.stderr).split())
+    assert run.returncode == 0, out[-4000:]
+    assert "WARNING: encryption at rest is OFF on this cluster" in out and "built without encryption" in out
+    assert all(keys(n) == [("identity", None)] for n in CONTROL_PLANES) and len(set(checksums().values())) == 1
+    assert all(manifest_flags(n) == [] for n in CONTROL_PLANES)
+    # The rotation turns it on: the flags first (one apiserver at a time), then the new key, then the re-write.
     run, out = rotate()
     assert run.returncode == 0, out[-4000:]
-    assert_done([("aesgcm", aesgcm)], "secretbox", markers)
+    for node in CONTROL_PLANES:
+        assert "%s: kube-apiserver runs without --encryption-provider-config" % node in out, out[-3000:]
+        assert manifest_flags(node) == ["--encryption-provider-config=%s" % CONFIG,
+                                        "--encryption-provider-config-automatic-reload=true"]
+    assert "encryption-provider-config" in kubeadm_config_map()
+    assert_done([("identity", None)], "secretbox", markers)
+    for secret in secrets_of():
+        assert secret not in run.stdout + run.stderr
+
+
+def site_encryption():
+    return subprocess.run(["ansible-playbook", *inventory_args(), str(SCENARIO / "converge.yml")],
+                          capture_output=True, text=True, timeout=900, env=ansible_env("encryption"), check=False)
 
 
 def test_nodes_that_disagree_outside_a_rotation_stop_it_before_anything_changes(markers):

@@ -119,6 +119,14 @@ def test_nothing_to_rotate_to(new):
     assert re.search("nothing to rotate to", error(nodes(current), None, new, new["provider"]))
 
 
+def test_turning_encryption_off_keeps_the_old_key_readable_until_the_re_write():
+    plan = encryption_rotation(nodes([A, IDENTITY]), None, IDENTITY, "identity")
+    assert plan["error"] is None and plan["writer"] == "identity"
+    # Stage 1 adds nothing new (identity already reads); identity writes at stage 2, A goes only at stage 3.
+    assert plan["stages"] == [[A, IDENTITY], [A, IDENTITY], [IDENTITY, A], [IDENTITY]]
+    assert plan["step"] == 0
+
+
 def test_a_bad_new_key_is_refused_without_showing_it():
     bad = {"provider": "secretbox", "name": "short", "secret": base64.b64encode(b"x" * 8).decode()}
     message = error(nodes([A, IDENTITY]), None, bad, "secretbox")
