@@ -33,19 +33,7 @@ kubesim_server = pytest.importorskip("kubesim.server", reason="kubesim (tests/ku
 LocalCluster = kubesim_testing.LocalCluster
 
 SECRETS = 24
-CONFIG = """apiVersion: apiserver.config.k8s.io/v1
-kind: EncryptionConfiguration
-resources:
-- resources: [secrets]
-  providers:
-  - secretbox:
-      keys:
-%s  - identity: {}
-"""
-
-
-def config(*keys):
-    return CONFIG % "".join("      - name: %s\n        secret: %s\n" % key for key in keys)
+config = kubesim_testing.secretbox_config
 
 
 def new_key(name):

@@ -67,8 +67,8 @@ def write_encryption(path, provider, key=None):
 def cluster(tmp_path_factory):
     """Two kubesim replicas sharing one TLS etcd; secrets encrypted with secretbox.
 
-    With KUBESIM_REMOTE=<description.json> (molecule/kubesim's verify), the same tests run instead against
-    the replicas that scenario deployed on a real multi-member etcd cluster.
+    With KUBESIM_REMOTE=<description.json> (molecule/etcd's verify, kubesim_fidelity.yml), the same tests run
+    instead against the replicas that scenario deployed on a real multi-member etcd cluster.
     """
     remote = os.environ.get("KUBESIM_REMOTE")
     if remote:

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from conftest import Kubectl
 from kubesim import kubeadm_cli
-from kubesim.testing import LocalCluster, free_port, wait_for
+from kubesim.testing import LocalCluster, free_port, secretbox_config, wait_for
 
 HERE = Path(__file__).resolve().parent
 
@@ -203,15 +203,7 @@ def test_init_token_join_upgrade_reset(tmp_path, etcd, capsys):
             log.close()
 
 
-ENCRYPTION = """apiVersion: apiserver.config.k8s.io/v1
-kind: EncryptionConfiguration
-resources:
-- resources: [secrets]
-  providers:
-  - secretbox:
-      keys: [{name: key1, secret: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=}]
-  - identity: {}
-"""
+ENCRYPTION = secretbox_config(("key1", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="))
 
 ENCRYPTION_ARGS = """apiServer:
   extraArgs:

@@ -37,6 +37,14 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def secretbox_config(*keys):
+    """An EncryptionConfiguration (apiserver.config.k8s.io/v1) for Secrets: secretbox with ``keys`` (name, base64
+    secret) in order, the first writing, and identity last."""
+    return ("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n"
+            "- resources: [secrets]\n  providers:\n  - secretbox:\n      keys:\n%s  - identity: {}\n"
+            % "".join("      - name: %s\n        secret: %s\n" % key for key in keys))
+
+
 def kubeconfig(server, ca_pem, cert_pem, key_pem, user="kubernetes-admin"):
     def b64(data):
         return base64.b64encode(data).decode()
@@ -196,7 +204,7 @@ class LocalCluster:
 
 
 class RemoteCluster:
-    """kubesim replicas already running on test nodes (molecule/kubesim), driven from the host.
+    """kubesim replicas already running on test nodes (molecule/etcd/kubesim_fidelity.yml), driven from the host.
 
     Same interface as LocalCluster for the fidelity tests. ``description`` is a JSON file written by the
     scenario: {"servers": [{"url", "container", "unit"}], "ca_file", "admin_cert", "admin_key",

@@ -1,9 +1,10 @@
 # Copyright: baremetal.kubernetes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TEST SCAFFOLDING for molecule/kubesim: the cluster CA, one serving certificate for all replicas, the
-admin client certificate and a secretbox EncryptionConfiguration, made once in OUTDIR (kept on re-runs).
+"""TEST SCAFFOLDING for molecule/etcd (kubesim_fidelity.yml): the cluster CA, one serving certificate for all
+replicas, the admin client certificate and a secretbox EncryptionConfiguration, made once in OUTDIR (kept on
+re-runs).
 
-usage: make_pki.py OUTDIR IP [IP...]
+usage: kubesim_pki.py OUTDIR IP [IP...]
 """
 
 import base64
@@ -12,19 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "kubesim"))
 
-from kubesim import pki
-
-ENCRYPTION = """apiVersion: apiserver.config.k8s.io/v1
-kind: EncryptionConfiguration
-resources:
-- resources: [secrets]
-  providers:
-  - secretbox:
-      keys:
-      - name: key1
-        secret: %s
-  - identity: {}
-"""
+from kubesim import pki, testing
 
 
 def main(outdir, ips):
@@ -39,7 +28,7 @@ def main(outdir, ips):
     key = base64.b64encode(os.urandom(32)).decode()
     descriptor = os.open(os.path.join(outdir, "encryption.yaml"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with open(descriptor, "w") as handle:
-        handle.write(ENCRYPTION % key)
+        handle.write(testing.secretbox_config(("key1", key)))
     return 0
 
 
