@@ -10,8 +10,14 @@ import textwrap
 class ModuleDocFragment:
     # The options of ETCD_CLIENT_ARGUMENT_SPEC in plugins/module_utils/etcd.py, which etcd_health and
     # etcd_snapshot take at the top level. etcd_snapshot overrides endpoints (required only with
-    # state=present).
+    # state=present). The platform attribute is shared by the modules that run etcdctl; it comes before
+    # options so that ETCD_SUBOPTIONS below takes the options only.
     DOCUMENTATION = r"""
+attributes:
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on a host with etcdctl and an etcd client certificate, usually an etcd member.
 options:
   endpoints:
     description: "Client URLs of the etcd members, for example C(https://10.0.0.11:2379)."

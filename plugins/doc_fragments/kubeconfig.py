@@ -6,8 +6,15 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # The options of KUBECONFIG_ARGUMENT_SPEC in plugins/module_utils/k8s_client.py (cluster_health, k8s_drain).
+    # The options of KUBECONFIG_ARGUMENT_SPEC in plugins/module_utils/k8s_client.py, and the platform
+    # attribute of the modules that take them (apiserver_encryption_status, cluster_health, k8s_drain,
+    # k8s_storage_rewrite).
     DOCUMENTATION = r"""
+attributes:
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on any host that can reach the apiservers, usually the first control-plane node.
 options:
   kubeconfig:
     description:

@@ -87,11 +87,6 @@ options:
 extends_documentation_fragment:
   - baremetal.kubernetes.read_only
   - baremetal.kubernetes.kubeconfig
-attributes:
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on any host that can reach the apiservers, usually the first control-plane node.
 seealso:
   - module: baremetal.kubernetes.k8s_storage_rewrite
   - name: Encrypting confidential data at rest

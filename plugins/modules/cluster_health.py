@@ -109,11 +109,6 @@ extends_documentation_fragment:
   - baremetal.kubernetes.read_only
   - baremetal.kubernetes.etcd_client.etcd_suboptions
   - baremetal.kubernetes.kubeconfig
-attributes:
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on any host that can reach the apiservers, usually the first control-plane node.
 seealso:
   - module: baremetal.kubernetes.k8s_drain
   - name: Kubernetes version skew policy

@@ -73,11 +73,6 @@ options:
 extends_documentation_fragment:
   - baremetal.kubernetes.read_only
   - baremetal.kubernetes.etcd_client
-attributes:
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on a host with etcdctl and an etcd client certificate, usually an etcd member.
 notes:
   - The client certificate needs read access to the keys under I(prefix). The collection's etcd does not turn on
     etcd's own authentication, so any client certificate signed by the etcd CA may read, the role's

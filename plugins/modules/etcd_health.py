@@ -46,11 +46,6 @@ options:
 extends_documentation_fragment:
   - baremetal.kubernetes.read_only
   - baremetal.kubernetes.etcd_client
-attributes:
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on a host with etcdctl and the client certificate, usually an etcd member.
 seealso:
   - module: baremetal.kubernetes.etcd_snapshot
 """

@@ -78,10 +78,6 @@ attributes:
   diff_mode:
     support: none
     description: A snapshot is a new file; there is nothing to diff.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on a host with etcdctl and the client certificate, usually an etcd member.
 seealso:
   - module: baremetal.kubernetes.etcd_health
 """

@@ -110,10 +110,6 @@ attributes:
   diff_mode:
     support: full
     description: The node's C(spec.unschedulable) before and after.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on any host that can reach the apiserver, usually a control-plane node.
 seealso:
   - module: baremetal.kubernetes.cluster_health
   - name: Safely drain a node

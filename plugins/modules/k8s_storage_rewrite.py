@@ -82,10 +82,6 @@ attributes:
   diff_mode:
     support: none
     description: The objects are written back unchanged; there is nothing to diff.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on any host that can reach the apiserver, usually the first control-plane node.
 seealso:
   - module: baremetal.kubernetes.apiserver_encryption_status
   - name: Encrypting confidential data at rest
