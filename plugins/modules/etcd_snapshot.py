@@ -67,6 +67,16 @@ options:
     description: Free space required in I(dest), as a multiple of the member's database size.
     type: float
     default: 1.2
+  min_interval:
+    description:
+      - With I(state=present), seconds within which an existing snapshot is recent enough. When the newest
+        snapshot with I(prefix) in I(dest) is younger than this and verifies (sha256 trailer and
+        C(snapshot status)), it is returned with C(reused=true) and C(changed=false) instead of taking a
+        new one; a resumed maintenance run then does not add a second backup. A recent file that fails
+        verification is reported in C(warnings) and a new snapshot is taken.
+      - C(0) always takes a new snapshot.
+    type: int
+    default: 0
 extends_documentation_fragment:
   - baremetal.kubernetes.etcd_client
 attributes:
@@ -139,6 +149,16 @@ pruned:
   returned: state=present
   type: list
   elements: str
+reused:
+  description: Whether an existing snapshot younger than I(min_interval) was returned instead of a new one.
+  returned: state=present
+  type: bool
+  sample: false
+taken_at:
+  description: When the snapshot file was written (UTC, ISO 8601; in check mode, now).
+  returned: success
+  type: str
+  sample: "2026-11-28T02:00:04Z"
 """
 
 import os
@@ -157,11 +177,15 @@ from ansible_collections.baremetal.kubernetes.plugins.module_utils.etcd import (
 )
 
 
+def iso_utc(stamp):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+
+
 def verify(ctl, path):
     started = time.monotonic()
     sha256 = verify_snapshot_integrity(path)
     result = ctl.snapshot_status(path)
-    result.update(sha256=sha256, path=path, size=os.path.getsize(path))
+    result.update(sha256=sha256, path=path, size=os.path.getsize(path), taken_at=iso_utc(os.path.getmtime(path)))
     result["verify_duration"] = round(time.monotonic() - started, 3)
     return result
 
@@ -208,11 +232,34 @@ def prune(module, dest, prefix, protect):
     return doomed
 
 
+def recent(module, ctl, now=None):
+    """The newest snapshot younger than min_interval that verifies, as a result; else None."""
+    params = module.params
+    if not params["min_interval"]:
+        return None
+    now = time.time() if now is None else now
+    entries = sorted(existing_snapshots(params["dest"], params["prefix"]), key=lambda entry: entry[1])
+    if not entries or now - entries[-1][1] >= params["min_interval"]:
+        return None
+    path, mtime = entries[-1]
+    try:
+        result = verify(ctl, path)
+    except EtcdError as exc:
+        module.warn("snapshot %s is younger than min_interval (%d s) but does not verify (%s): taking a new one"
+                    % (path, params["min_interval"], exc.msg))
+        return None
+    result.update(changed=False, reused=True, age=round(now - mtime, 1), pruned=[], duration=0.0)
+    return result
+
+
 def take(module, ctl):
     params = module.params
     dest, prefix = params["dest"], params["prefix"]
     if not os.path.isdir(dest):
         raise EtcdError("snapshot directory %s does not exist: create it first (the etcd role does)" % dest)
+    reused = recent(module, ctl)
+    if reused is not None:
+        return reused
     report = collect_health(ctl, params["endpoints"])
     source = next((m for m in report["members"] if m["healthy"]), None)
     if source is None:
@@ -232,7 +279,8 @@ def take(module, ctl):
     if module.check_mode:
         pruned = prune(module, dest, prefix, protect=path)
         return dict(changed=True, path=path, size=source["db_size"], revision=source["revision"],
-                    endpoint=source["endpoint"], pruned=pruned, duration=0.0)
+                    endpoint=source["endpoint"], pruned=pruned, duration=0.0, reused=False,
+                    taken_at=iso_utc(time.time()))
 
     started = time.monotonic()
     temporary = os.path.join(dest, ".%s.partial" % os.path.basename(path))
@@ -254,6 +302,7 @@ def take(module, ctl):
                 os.unlink(leftover)
     result.update(
         changed=True,
+        reused=False,
         path=path,
         endpoint=source["endpoint"],
         duration=round(time.monotonic() - started, 3),
@@ -273,14 +322,15 @@ def main():
         keep=dict(type="int", default=0),
         max_age_days=dict(type="float", default=0),
         space_margin=dict(type="float", default=1.2),
+        min_interval=dict(type="int", default=0),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
         supports_check_mode=True,
         required_if=[("state", "present", ("endpoints", "dest")), ("state", "verified", ("path",))],
     )
-    if module.params["keep"] < 0 or module.params["max_age_days"] < 0:
-        module.fail_json(msg="keep and max_age_days must be 0 (disabled) or positive")
+    if module.params["keep"] < 0 or module.params["max_age_days"] < 0 or module.params["min_interval"] < 0:
+        module.fail_json(msg="keep, max_age_days and min_interval must be 0 (disabled) or positive")
     try:
         if module.params["state"] == "verified":
             result = verify(EtcdCtl(module, tls=False), module.params["path"])

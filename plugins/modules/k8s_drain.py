@@ -101,6 +101,16 @@ options:
     description: How many evictions are in flight at once.
     type: int
     default: 32
+  cordon_owner:
+    description:
+      - Who cordons, recorded in the node annotation C(baremetal.kubernetes/cordoned-by), so that an uncordon
+        with the same owner (possibly in a later, resumed run) can tell its own cordon from an operator's.
+      - With I(state=drain) or I(state=cordon), a schedulable node is cordoned and annotated in one request. A
+        node that is already cordoned keeps its annotation (or lack of one); C(cordon_owned) says whose cordon it is.
+      - With I(state=uncordon), only a cordon carrying this owner is lifted (and the annotation removed). A node
+        cordoned by anyone else B(stays cordoned); the task reports C(changed=false) and C(cordon_owned=false).
+      - Omitted, the module neither reads nor writes the annotation, and I(state=uncordon) lifts any cordon.
+    type: str
 extends_documentation_fragment:
   - baremetal.kubernetes.kubeconfig
 attributes:
@@ -144,6 +154,20 @@ EXAMPLES = r"""
     name: w2
     state: cordon
 
+# A maintenance run that may be interrupted and re-run: the owner annotation tells its own cordon
+# (lifted at the end, also by the re-run) from one an operator set before (kept).
+- name: Drain, recording who cordoned
+  baremetal.kubernetes.k8s_drain:
+    name: w2
+    ignore_daemonsets: true
+    cordon_owner: upgrade
+
+- name: Uncordon only if this maintenance cordoned it
+  baremetal.kubernetes.k8s_drain:
+    name: w2
+    state: uncordon
+    cordon_owner: upgrade
+
 - name: What would a drain evict, and would a PDB block it right now?
   baremetal.kubernetes.k8s_drain:
     name: w2
@@ -177,6 +201,13 @@ was_cordoned:
   returned: always
   type: bool
   sample: false
+cordon_owned:
+  description:
+    - Whether the node's cordon belongs to I(cordon_owner) at the end of the task (this task or an earlier one
+      with the same owner cordoned it). C(false) for a node cordoned by someone else, or not cordoned.
+  returned: when I(cordon_owner) is set
+  type: bool
+  sample: true
 evicted_pods:
   description:
     - Pods evicted (or deleted with I(disable_eviction)) and gone from the node. In check mode, the pods
@@ -261,6 +292,8 @@ from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client im
 )
 
 # Backoff for evictions a PodDisruptionBudget refuses: 0.5 s doubling to 5 s (kubectl: a flat 5 s).
+# Records who cordoned a node (option cordon_owner).
+CORDON_ANNOTATION = "baremetal.kubernetes/cordoned-by"
 EVICTION_BACKOFF = 0.5
 EVICTION_BACKOFF_MAX = 5.0
 # Polling for evicted pods to be gone: 0.2 s growing to 2 s, one LIST of the node's pods per poll.
@@ -359,9 +392,12 @@ class Drainer:
                                  % self.name) from None
             raise
 
-    def set_unschedulable(self, value):
-        self.client.patch(self.node_path, {"spec": {"unschedulable": True if value else None}},
-                          deadline=self.deadline)
+    def set_unschedulable(self, value, owner=None):
+        """Cordon or uncordon; with an owner, the cordon annotation is set or removed in the same merge patch."""
+        body = {"spec": {"unschedulable": True if value else None}}
+        if owner is not None:
+            body["metadata"] = {"annotations": {CORDON_ANNOTATION: owner if value else None}}
+        self.client.patch(self.node_path, body, deadline=self.deadline)
 
     # -- pods -------------------------------------------------------------------------------
     def list_pods(self, selector=None):
@@ -559,17 +595,29 @@ class Drainer:
     def run(self):
         check = self.module.check_mode
         state = self.params["state"]
+        owner = self.params.get("cordon_owner")
         node = self.get_node()
         was = bool((node.get("spec") or {}).get("unschedulable"))
+        marked = ((node.get("metadata") or {}).get("annotations") or {}).get(CORDON_ANNOTATION)
         res = self.result
         res.update(was_cordoned=was, cordoned=was)
+        if owner is not None:
+            res["cordon_owned"] = was and marked == owner
         self.module_diff = dict(before=dict(unschedulable=was), after=dict(unschedulable=was))
 
         if state == "uncordon":
-            if was:
+            if owner is not None and was and marked != owner:
+                self.module.warn("node %s stays cordoned: it was cordoned by %s, not by %s"
+                                 % (self.name, ("'%s'" % marked) if marked else "someone else (no %s annotation)"
+                                    % CORDON_ANNOTATION, owner))
+                return self.finish()
+            if was or (owner is not None and marked == owner):
+                # A stale annotation on a schedulable node (uncordoned by hand) is removed too.
                 if not check:
-                    self.set_unschedulable(False)
+                    self.set_unschedulable(False, owner=owner if marked == owner else None)
                 res.update(changed=True, cordoned=False)
+            if owner is not None:
+                res["cordon_owned"] = False
             return self.finish()
 
         to_evict = []
@@ -582,8 +630,10 @@ class Drainer:
 
         if not was:
             if not check:
-                self.set_unschedulable(True)
+                self.set_unschedulable(True, owner=owner)
             res.update(changed=True, cordoned=True)
+            if owner is not None:
+                res["cordon_owned"] = True
         if state == "cordon":
             return self.finish()
 
@@ -686,11 +736,14 @@ def main():
         disable_eviction=dict(type="bool", default=False),
         skip_wait_for_delete_timeout=dict(type="int", default=0),
         max_parallel=dict(type="int", default=32),
+        cordon_owner=dict(type="str"),
     )
     argument_spec.update(KUBECONFIG_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if module.params["timeout"] < 1:
         module.fail_json(msg="timeout must be at least 1 second, got %d" % module.params["timeout"])
+    if module.params["cordon_owner"] is not None and not module.params["cordon_owner"].strip():
+        module.fail_json(msg="cordon_owner must not be empty: name who cordons (e.g. upgrade), or omit it")
     if module.params["max_parallel"] < 1:
         module.fail_json(msg="max_parallel must be at least 1, got %d" % module.params["max_parallel"])
     if module.params["grace_period"] is not None and module.params["grace_period"] < 0:

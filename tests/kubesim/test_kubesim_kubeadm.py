@@ -191,6 +191,13 @@ def test_init_token_join_upgrade_reset(tmp_path, etcd, capsys):
             check=False,
         ).stdout, timeout=60)
 
+        # A worker upgrades its node configuration with kubelet.conf (it has no admin.conf), as kubeadm does.
+        assert not (worker / "etc/kubernetes/admin.conf").exists()
+        code, out = kubeadm(worker, "1.34.1", "upgrade", "node", capsys=capsys)
+        assert code == 0, out
+        assert "Skipping phase. Not a control plane node." in out and "successfully upgraded" in out
+        assert not (worker / "etc/kubernetes/manifests/kube-apiserver.yaml").exists()
+
         code, out = kubeadm(cp, "1.34.1", "certs", "check-expiration", capsys=capsys)
         assert code == 0 and "apiserver " in out and "admin.conf" in out
 

@@ -696,7 +696,16 @@ def check_upgrade(current, target):
 
 
 def cmd_upgrade(args):
-    client = admin_client()
+    manifest = path("/etc/kubernetes/manifests/kube-apiserver.yaml")
+    if args.upgrade_command == "node" and not os.path.exists(manifest):
+        # Like kubeadm's `upgrade node` (cmd/kubeadm/app/cmd/upgrade/node.go): a node without the kube-apiserver
+        # manifest is a worker and reads the cluster's configuration with kubelet.conf, not admin.conf.
+        conf = path("/etc/kubernetes/kubelet.conf")
+        if not os.path.exists(conf):
+            raise KubeadmError("couldn't read kubeconfig %s: no such file; has this node joined?" % conf)
+        client = Client.from_kubeconfig(conf, timeout=10, retry_seconds=API_CALL_RETRY_SECONDS)
+    else:
+        client = admin_client()
     cluster, stored = cluster_version(client)
     current = cluster.get("kubernetesVersion")
     if args.upgrade_command == "plan":
@@ -717,7 +726,6 @@ def cmd_upgrade(args):
                   % (minor(target)[0], minor(target)[1], current, target, target))
         return 0
     cfg = Config({"ClusterConfiguration": cluster}, node_name=os.uname().nodename.lower())
-    manifest = path("/etc/kubernetes/manifests/kube-apiserver.yaml")
     if os.path.exists(manifest):
         pod = yaml.safe_load(read(manifest))
         command = pod["spec"]["containers"][0]["command"]
@@ -739,6 +747,8 @@ def cmd_upgrade(args):
     # upgrade node: bring this node's manifests and kubelet config to the cluster version.
     if os.path.exists(manifest):
         write_manifests(cfg, current)
+    else:
+        print("[upgrade] Skipping phase. Not a control plane node.")
     print("[upgrade] The configuration for this node was successfully upgraded!")
     return 0
 

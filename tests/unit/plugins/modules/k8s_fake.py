@@ -151,6 +151,13 @@ class FakeCluster:
                     node["spec"]["unschedulable"] = True
                 else:
                     node["spec"].pop("unschedulable", None)
+                # JSON merge patch of annotations: null removes a key.
+                for key, val in ((body.get("metadata") or {}).get("annotations") or {}).items():
+                    notes = node.setdefault("metadata", {}).setdefault("annotations", {})
+                    if val is None:
+                        notes.pop(key, None)
+                    else:
+                        notes[key] = val
                 self.events.append(("patch", value, time.monotonic()))
             return ok(node)
         if path == "/api/v1/nodes":

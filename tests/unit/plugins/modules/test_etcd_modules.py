@@ -137,6 +137,39 @@ def test_snapshot_is_verified_renamed_and_pruned(fake, tmp_path):
     assert oct(os.stat(result["path"]).st_mode & 0o777) == "0o600"
 
 
+def saves(fake):
+    return [call for call in fake.calls if call[-3:-1] == ["snapshot", "save"]]
+
+
+def test_snapshot_within_min_interval_is_reused_after_verifying_it(fake, tmp_path):
+    failed, first = run(etcd_snapshot, snapshot_args(fake, tmp_path))
+    assert not failed and first["changed"] and first["reused"] is False and first["taken_at"].endswith("Z")
+    failed, again = run(etcd_snapshot, snapshot_args(fake, tmp_path, min_interval=600))
+    assert not failed, again
+    assert again["changed"] is False and again["reused"] is True and again["path"] == first["path"]
+    assert (again["revision"], again["sha256"], again["taken_at"]) == (1234, first["sha256"], first["taken_at"])
+    assert 0 <= again["age"] < 600
+    assert len(saves(fake)) == 1
+
+
+def test_snapshot_older_than_min_interval_is_not_reused(fake, tmp_path):
+    old = old_snapshots(tmp_path, 1)[0]
+    old.write_bytes(fake.snapshot_payload)
+    os.utime(old, (1577836800, 1577836800))
+    failed, result = run(etcd_snapshot, snapshot_args(fake, tmp_path, min_interval=3600))
+    assert not failed and result["changed"] and result["reused"] is False and result["path"] != str(old)
+    assert len(saves(fake)) == 1
+
+
+def test_recent_snapshot_that_does_not_verify_is_replaced(fake, tmp_path):
+    bad = tmp_path / "etcd-snapshot-20990101T000000Z.db"
+    bad.write_bytes(b"Z" + fake.snapshot_payload[1:])
+    failed, result = run(etcd_snapshot, snapshot_args(fake, tmp_path, min_interval=600))
+    assert not failed and result["changed"] and result["reused"] is False
+    assert "does not verify" in " ".join(result["warnings"]) and str(bad) in " ".join(result["warnings"])
+    assert len(saves(fake)) == 1
+
+
 def test_snapshot_never_prunes_the_new_one_by_age(fake, tmp_path):
     old = old_snapshots(tmp_path, 2)
     failed, result = run(etcd_snapshot, snapshot_args(fake, tmp_path, max_age_days=1))
@@ -202,9 +235,10 @@ def test_snapshot_refuses_a_missing_directory(fake, tmp_path):
     assert failed and "does not exist" in result["msg"]
 
 
-def test_snapshot_rejects_negative_retention(fake, tmp_path):
-    failed, result = run(etcd_snapshot, snapshot_args(fake, tmp_path, keep=-1))
-    assert failed and "keep and max_age_days" in result["msg"]
+@pytest.mark.parametrize("option", ["keep", "max_age_days", "min_interval"])
+def test_snapshot_rejects_negative_retention(fake, tmp_path, option):
+    failed, result = run(etcd_snapshot, snapshot_args(fake, tmp_path, **{option: -1}))
+    assert failed and "keep, max_age_days and min_interval must be 0 (disabled) or positive" in result["msg"]
 
 
 def test_verified_state(fake, tmp_path):

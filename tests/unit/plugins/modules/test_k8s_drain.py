@@ -289,8 +289,8 @@ def test_pod_scheduled_between_list_and_cordon_is_refused_with_node_cordoned(clu
     cluster.pods.append(make_pod("web"))
     original = k8s_drain.Drainer.set_unschedulable
 
-    def cordon_then_race(self, value):
-        original(self, value)
+    def cordon_then_race(self, value, owner=None):
+        original(self, value, owner=owner)
         cluster.pods.append(make_pod("late", owner=None))
 
     monkeypatch.setattr(k8s_drain.Drainer, "set_unschedulable", cordon_then_race)
@@ -358,6 +358,70 @@ def test_uncordon_check_mode_changes_nothing(cluster):
     cluster.nodes["w1"]["spec"]["unschedulable"] = True
     outcome, result = run(cluster, state="uncordon", check_mode=True)
     assert outcome == "exit" and result["changed"] is True and not cluster.calls("PATCH")
+
+
+OWNER_KEY = k8s_drain.CORDON_ANNOTATION
+
+
+def annotations(cluster, node="w1"):
+    return cluster.nodes[node].get("metadata", {}).get("annotations", {})
+
+
+def test_drain_with_owner_cordons_and_marks_in_one_request(cluster):
+    cluster.pods.append(make_pod("web"))
+    outcome, result = run(cluster, cordon_owner="upgrade")
+    assert outcome == "exit" and result["changed"] is True
+    assert result["cordoned"] is True and result["cordon_owned"] is True and result["was_cordoned"] is False
+    assert annotations(cluster)[OWNER_KEY] == "upgrade"
+    assert len(cluster.calls("PATCH")) == 1
+
+
+def test_uncordon_with_owner_lifts_its_own_cordon_also_in_a_later_run(cluster):
+    run(cluster, state="cordon", cordon_owner="upgrade")
+    # The re-run of an interrupted upgrade: drain again (already cordoned, ours), then uncordon.
+    outcome, result = run(cluster, cordon_owner="upgrade")
+    assert outcome == "exit" and result["cordon_owned"] is True and result["was_cordoned"] is True
+    assert result["changed"] is False
+    outcome, result = run(cluster, state="uncordon", cordon_owner="upgrade")
+    assert outcome == "exit" and result["changed"] is True and result["cordoned"] is False
+    assert result["cordon_owned"] is False
+    assert "unschedulable" not in cluster.nodes["w1"]["spec"] and OWNER_KEY not in annotations(cluster)
+
+
+@pytest.mark.parametrize("marked", [None, "operator"], ids=["no-annotation", "another-owner"])
+def test_uncordon_with_owner_keeps_a_cordon_someone_else_set(cluster, marked):
+    cluster.nodes["w1"]["spec"]["unschedulable"] = True
+    if marked:
+        cluster.nodes["w1"].setdefault("metadata", {}).setdefault("annotations", {})[OWNER_KEY] = marked
+    outcome, result = run(cluster, cordon_owner="upgrade")
+    assert outcome == "exit" and result["cordon_owned"] is False and result["cordoned"] is True
+    outcome, result = run(cluster, state="uncordon", cordon_owner="upgrade")
+    assert outcome == "exit" and result["changed"] is False
+    assert result["cordoned"] is True and result["cordon_owned"] is False
+    assert cluster.nodes["w1"]["spec"]["unschedulable"] is True
+    assert "stays cordoned" in " ".join(result.get("warnings", []))
+    assert not cluster.calls("PATCH")
+    assert annotations(cluster).get(OWNER_KEY) == marked
+
+
+def test_uncordon_with_owner_removes_a_stale_annotation(cluster):
+    cluster.nodes["w1"].setdefault("metadata", {})["annotations"] = {OWNER_KEY: "upgrade"}
+    outcome, result = run(cluster, state="uncordon", cordon_owner="upgrade")
+    assert outcome == "exit" and result["changed"] is True and OWNER_KEY not in annotations(cluster)
+
+
+def test_uncordon_without_owner_lifts_any_cordon_and_leaves_annotations(cluster):
+    cluster.nodes["w1"]["spec"]["unschedulable"] = True
+    cluster.nodes["w1"].setdefault("metadata", {})["annotations"] = {OWNER_KEY: "operator"}
+    outcome, result = run(cluster, state="uncordon")
+    assert outcome == "exit" and result["changed"] is True and "cordon_owned" not in result
+    assert annotations(cluster)[OWNER_KEY] == "operator"
+
+
+def test_empty_owner_is_refused(cluster):
+    outcome, result = run(cluster, cordon_owner=" ")
+    assert outcome == "fail" and "cordon_owner must not be empty" in result["msg"]
+    assert not cluster.calls("PATCH")
 
 
 def test_unknown_node(cluster):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 from unittest import mock
 
+from ansible.module_utils import _internal as _module_internal
 from ansible.module_utils import basic
 from ansible.module_utils.common import warnings
 
@@ -84,8 +85,15 @@ def set_module_args(args):
 
 @contextlib.contextmanager
 def patched_exits():
-    """Patch AnsibleModule.exit_json/fail_json to raise AnsibleExitJson/AnsibleFailJson."""
-    with mock.patch.multiple(basic.AnsibleModule, exit_json=_exit_json, fail_json=_fail_json):
+    """Patch AnsibleModule.exit_json/fail_json to raise AnsibleExitJson/AnsibleFailJson.
+
+    The module runs as on a target: once other tests imported controller code, ansible-core would send
+    module.warn() to the controller's display instead of the result's ``warnings``.
+    """
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.multiple(basic.AnsibleModule, exit_json=_exit_json, fail_json=_fail_json))
+        if hasattr(_module_internal, "is_controller"):
+            stack.enter_context(mock.patch.object(_module_internal, "is_controller", False))
         yield
 
 

@@ -1,0 +1,115 @@
+# -*- coding: utf-8 -*-
+# Copyright: baremetal.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filter ``upgrade_plan``: what an upgrade to a target version would do, and every reason it must not."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.baremetal.kubernetes.plugins.module_utils.version_skew import (
+    KUBELET_MAX_SKEW,
+    check_skew,
+    parse_kube_version,
+    upgrade_step_problem,
+    version_text,
+)
+from ansible_collections.baremetal.kubernetes.plugins.module_utils.versions import (
+    minor_supported,
+    parse_k8s_version,
+    supported_range_text,
+)
+
+
+def _text(version):
+    return version_text(version) if version else "unknown"
+
+
+def upgrade_plan(health, target, control_plane, workers, upgrade_workers=True):
+    """The upgrade plan from a ``cluster_health`` result (versions as the API reports them).
+
+    ``control_plane`` and ``workers`` are the node names of the inventory's hosts. A node is at the
+    target when its kubelet reports it and, on a control-plane node, its kube-apiserver static pod runs
+    it too. ``problems`` lists every reason to refuse, at once; the caller adds its own (health, packages).
+    """
+    if not isinstance(health, dict) or not isinstance(health.get("nodes"), list):
+        raise AnsibleFilterError("upgrade_plan needs the result of baremetal.kubernetes.cluster_health")
+    problems = []
+    wanted = parse_k8s_version(target)
+    if wanted is None:
+        raise AnsibleFilterError("the target version %r is not X.Y.Z (e.g. 1.34.2)" % (target,))
+    if not minor_supported(wanted):
+        problems.append("k8s_version %s is outside the supported minors %s" % (target, supported_range_text()))
+    registered = {node["name"]: node for node in health["nodes"]}
+    apiserver_pods = {pod.get("node"): pod.get("version") for pod in health.get("control_plane_pods") or []
+                      if pod.get("component") == "kube-apiserver"}
+
+    roles = [(name, "control_plane") for name in control_plane] + [(name, "worker") for name in workers]
+    nodes = []
+    for name, role in roles:
+        node = registered.get(name)
+        if node is None:
+            problems.append("node %s (inventory, %s) is not registered in the cluster: join it with site.yml "
+                            "first, or remove it from the inventory" % (name, role.replace("_", "-")))
+            continue
+        kubelet = parse_kube_version(node.get("kubelet_version"))
+        apiserver = parse_kube_version(apiserver_pods.get(name)) if role == "control_plane" else None
+        at_target = kubelet == wanted and (role == "worker" or apiserver == wanted)
+        entry = dict(name=name, role=role, kubelet=_text(kubelet), at_target=at_target,
+                     ready=bool(node.get("ready")), schedulable=bool(node.get("schedulable", True)))
+        if role == "control_plane":
+            entry["apiserver"] = _text(apiserver)
+        nodes.append(entry)
+        for component, version in (("kubelet", kubelet), ("kube-apiserver", apiserver)):
+            if version is not None and version > wanted:
+                problems.append("node %s runs %s %s, newer than the target %s: downgrades are not supported "
+                                "(restore the etcd snapshot taken before the upgrade instead)"
+                                % (name, component, version_text(version), target))
+
+    # kubeadm upgrades the control plane one minor at a time, from its lowest version.
+    cp_versions = [parse_kube_version(v) for v in
+                   [n["kubelet"] for n in nodes if n["role"] == "control_plane"]
+                   + [n.get("apiserver") for n in nodes if n["role"] == "control_plane"]
+                   + [a.get("version") for a in health.get("apiservers") or [] if a.get("role") == "apiserver"]]
+    cp_versions = [v for v in cp_versions if v is not None]
+    lowest_cp = min(cp_versions) if cp_versions else None
+    if lowest_cp is None:
+        problems.append("no control-plane version could be read from the API, so the upgrade step cannot be checked")
+    else:
+        step = upgrade_step_problem(version_text(lowest_cp), target)
+        if step and lowest_cp <= wanted:
+            problems.append("target %s: %s (lowest control-plane version)" % (target, step))
+
+    # Kubelets this run does not upgrade must stay within the skew policy of the new control plane.
+    upgraded = set(control_plane) | (set(workers) if upgrade_workers else set())
+    left = {name: node.get("kubelet_version") for name, node in registered.items() if name not in upgraded}
+    for message in check_skew({"after the upgrade": "v" + target}, kubelets=left, max_kubelet_skew=KUBELET_MAX_SKEW):
+        problems.append("%s; this run does not upgrade it (%s)" % (
+            message, "upgrade_workers=false" if upgrade_workers is False else "not in the inventory"))
+
+    lowest_workers = [parse_kube_version(n["kubelet"]) for n in nodes if n["role"] == "worker"]
+    lowest_workers = [v for v in lowest_workers if v is not None]
+    pending = [n["name"] for n in nodes if not n["at_target"] and (n["role"] == "control_plane" or upgrade_workers)]
+    # A minor upgrade while any node this run upgrades is on an older minor, else a patch upgrade.
+    pending_versions = [parse_kube_version(v) for n in nodes if n["name"] in pending
+                        for v in (n["kubelet"], n.get("apiserver")) if v]
+    pending_versions = [v for v in pending_versions if v is not None]
+    if not pending:
+        kind = "none"
+    elif pending_versions and min(pending_versions)[:2] != wanted[:2]:
+        kind = "minor"
+    else:
+        kind = "patch"
+    return dict(
+        target=target,
+        kind=kind,
+        problems=problems,
+        nodes=nodes,
+        pending=pending,
+        current=dict(control_plane=_text(lowest_cp), workers=_text(min(lowest_workers) if lowest_workers else None)),
+    )
+
+
+class FilterModule:
+    def filters(self):
+        return {"upgrade_plan": upgrade_plan}
