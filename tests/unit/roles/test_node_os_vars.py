@@ -3,8 +3,9 @@
 """The node role's per-OS selection: which vars file each distribution gets, and what it then installs.
 
 Only Debian 12 runs in our containers, so the Ubuntu and EL 9 paths are checked here: the candidate list of
-the "Load the per-OS variables" task in tasks/preflight.yml is rendered with each distribution's facts and
-resolved against roles/node/vars exactly as first_found does (first existing file wins), then the role's
+the "Load the per-OS variables" task in tasks/os_vars.yml (imported by preflight.yml) is rendered
+with each distribution's facts and resolved against roles/node/vars exactly as first_found does (first
+existing file wins), then the role's
 derived values (repository URL, key URL, package specs, containerd method, firewall) are rendered from
 that file plus vars/main.yml and the role defaults.
 """
@@ -50,7 +51,7 @@ def _trusted(value):
 
 
 def _select_task():
-    tasks = _load(ROLE / "tasks" / "preflight.yml")
+    tasks = _load(ROLE / "tasks" / "os_vars.yml")
     [task] = [t for t in tasks if t.get("name") == "Load the per-OS variables"]
     return task
 

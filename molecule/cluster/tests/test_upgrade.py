@@ -1,0 +1,226 @@
+"""molecule/cluster: playbooks/upgrade.yml on the cluster site.yml built (1.36.2, kubesim's mirror) -> 1.37.1.
+
+Runs last in the verify (file order): the cluster is at a new version afterwards. Workloads: a
+ReplicaSet with a PodDisruptionBudget on the workers. During the whole upgrade a bounded background
+poller sends GET https://VIP:8443/readyz every 200 ms; every request must succeed. The first run is
+killed once cl-cp2 is upgraded; the re-run must finish without draining the nodes already upgraded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from kube import fetched_kubeconfig, kubectl, kubectl_json
+from node_shell import ansible_env, inventory_args, node_exec, sh, wait_for
+from test_control_plane import CONTROL_PLANES, K8S_VERSION, PORT, VIP, ca_context, changed_by_host, readyz
+
+TARGET = "1.37.1"
+# Nodes: the scale test left cl-w3 in the inventory.
+NODES = [*CONTROL_PLANES, "cl-w1", "cl-w2", "cl-w3"]
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+PLAYBOOK = str(PROJECT / "playbooks" / "upgrade.yml")
+# Bounds for this 2-core host: one whole upgrade of 6 nodes, and the poller's window.
+UPGRADE_TIMEOUT_S = 1200
+WORKLOAD = """
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: web, namespace: default, labels: {app: web}}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: registry.k8s.io/pause:3.10.1}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: default}
+spec:
+  minAvailable: 2
+  selector: {matchLabels: {app: web}}
+"""
+
+
+@pytest.fixture(scope="module")
+def kubeconfig():
+    return str(fetched_kubeconfig())
+
+
+def upgrade(target, *extra, timeout=UPGRADE_TIMEOUT_S):
+    return sh("ansible-playbook", *inventory_args(), PLAYBOOK, "-e", "k8s_version=%s" % target, *extra,
+              timeout=timeout, check=False, env=ansible_env())
+
+
+def nodes(kubeconfig):
+    return {n["metadata"]["name"]: n for n in kubectl_json(kubeconfig, "get", "nodes")["items"]}
+
+
+def kubelet_versions(kubeconfig):
+    return {name: n["status"]["nodeInfo"]["kubeletVersion"] for name, n in nodes(kubeconfig).items()}
+
+
+def cordoned(kubeconfig):
+    return sorted(name for name, n in nodes(kubeconfig).items() if n["spec"].get("unschedulable"))
+
+
+def snapshots():
+    return node_exec("cl-cp1", "ls /var/backups/etcd/ 2>/dev/null | grep '^etcd-' || true").stdout.split()
+
+
+class Poller(threading.Thread):
+    """GET https://VIP:8443/readyz every 200 ms until stopped (at most `seconds`): (start, ok, detail)."""
+
+    def __init__(self, context, seconds):
+        super().__init__(daemon=True)
+        self.context, self.seconds, self.results, self.stopped = context, seconds, [], threading.Event()
+
+    def run(self):
+        deadline = time.time() + self.seconds
+        while time.time() < deadline and not self.stopped.is_set():
+            start = time.time()
+            self.results.append((start, readyz(VIP, PORT, self.context, timeout=2)))
+            time.sleep(max(0.0, 0.2 - (time.time() - start)))
+
+
+class CordonWatch(threading.Thread):
+    """The first moment (host clock) any node is seen cordoned, polling the API every 0.5 s."""
+
+    def __init__(self, kubeconfig, seconds):
+        super().__init__(daemon=True)
+        self.kubeconfig, self.seconds, self.first, self.stopped = kubeconfig, seconds, None, threading.Event()
+
+    def run(self):
+        deadline = time.time() + self.seconds
+        while self.first is None and time.time() < deadline and not self.stopped.is_set():
+            try:
+                if cordoned(self.kubeconfig):
+                    self.first = time.time()
+            except AssertionError:
+                pass  # one failed kubectl call; the next poll tells
+            time.sleep(0.5)
+
+
+def test_targets_that_must_be_refused_change_nothing(kubeconfig):
+    before_versions, before_snapshots = kubelet_versions(kubeconfig), snapshots()
+    # Two minors ahead (and past the supported range): the inventory preflight refuses it on the controller.
+    run = upgrade("1.38.0", timeout=300)
+    assert run.returncode != 0
+    assert "1.38" in run.stdout and re.search(r"supported", run.stdout), run.stdout[-3000:]
+    # A downgrade reaches the upgrade preflight, which reads the versions from the API and names every node.
+    run = upgrade("1.35.2", timeout=300)
+    assert run.returncode != 0
+    assert "The upgrade to 1.35.2 is refused; nothing was changed" in run.stdout, run.stdout[-3000:]
+    for node in NODES:
+        assert "node %s runs kubelet %s, newer than the target 1.35.2" % (node, K8S_VERSION) in run.stdout
+    # Nothing reported a change, except the snapshot's check-mode dry run (it says what it would take).
+    changed = {task for tasks in changed_by_host(run.stdout).values() for task in tasks}
+    assert changed <= {"baremetal.kubernetes.etcd : Take, verify and prune the snapshot"}, changed
+    assert kubelet_versions(kubeconfig) == before_versions and cordoned(kubeconfig) == []
+    assert snapshots() == before_snapshots
+    for node in NODES:
+        held = node_exec(node, "dpkg-query -W -f='${Version}' kubeadm").stdout
+        assert held == K8S_VERSION + "-1.1"
+
+
+def test_upgrade_interrupted_then_resumed_keeps_every_readyz_request_answered(kubeconfig):
+    kubectl(kubeconfig, "apply", "-f", "-", input=WORKLOAD)
+    wait_for(lambda: kubectl_json(kubeconfig, "get", "replicaset", "web").get("status", {}).get("readyReplicas") == 3,
+             60, interval=1)
+    assert kubectl_json(kubeconfig, "get", "replicaset", "web")["status"].get("readyReplicas") == 3
+    snapshots_before = snapshots()
+    report = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "upgrade-report.json"
+    report.unlink(missing_ok=True)
+    poller = Poller(ca_context(kubeconfig), UPGRADE_TIMEOUT_S * 2)
+    watch = CordonWatch(kubeconfig, UPGRADE_TIMEOUT_S)
+    poller.start()
+    watch.start()
+    started = time.monotonic()
+    try:
+        # First run: killed (SIGTERM, like a stopped CI job or a closed terminal) once cl-cp2 is upgraded.
+        first = subprocess.Popen(["ansible-playbook", *inventory_args(), PLAYBOOK, "-e", "k8s_version=%s" % TARGET],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ansible_env(),
+                                 start_new_session=True)
+        output = []
+        reader = threading.Thread(target=lambda: output.extend(first.stdout), daemon=True)
+        reader.start()
+
+        def cp2_upgraded():
+            node = nodes(kubeconfig)["cl-cp2"]
+            return node["status"]["nodeInfo"]["kubeletVersion"] == "v" + TARGET or first.poll() is not None
+
+        wait_for(cp2_upgraded, UPGRADE_TIMEOUT_S, interval=1)
+        assert first.poll() is None, "the first run ended before cl-cp2 was upgraded:\n" + "".join(output)[-6000:]
+        os.killpg(first.pid, signal.SIGTERM)
+        first.wait(timeout=60)
+        reader.join(timeout=10)
+        interrupted_at = time.monotonic() - started
+        after_kill = kubelet_versions(kubeconfig)
+        first_output = "".join(output)
+        # Second run: finishes the job.
+        resumed = upgrade(TARGET, "-e", "control_plane_upgrade_report_file=%s" % report)
+        total = time.monotonic() - started
+    finally:
+        poller.stopped.set()
+        watch.stopped.set()
+        poller.join(timeout=10)
+        watch.join(timeout=10)
+    failed = [r for r in poller.results if not r[1]]
+    print("\nupgrade %s -> %s: first run killed after %.0f s (kubelets then: %s); the re-run finished at %.0f s. "
+          "readyz through the VIP: %d/%d requests succeeded"
+          % (K8S_VERSION, TARGET, interrupted_at, after_kill, total, len(poller.results) - len(failed),
+             len(poller.results)))
+    assert resumed.returncode == 0, resumed.stdout[-8000:] + resumed.stderr[-2000:]
+    assert after_kill["cl-cp1"] == after_kill["cl-cp2"] == "v" + TARGET
+
+    # Resume: the re-run skipped the two upgraded nodes (no drain, no package, no kubeadm on them).
+    changed = changed_by_host(resumed.stdout)
+    for node in ("cl-cp1", "cl-cp2"):
+        assert not [t for t in changed.get(node, []) if "Upgrade |" in t or "upgrade" in t.lower()], changed.get(node)
+    summary = json.loads(report.read_text())
+    assert summary["result"] == "success" and summary["target"] == TARGET
+    assert "cl-cp1" not in summary["nodes"] and "cl-cp2" not in summary["nodes"]
+    assert set(summary["upgraded"]) == set(NODES) - {"cl-cp1", "cl-cp2"}
+
+    # 100 % of the readyz requests through the VIP succeeded, during both runs.
+    assert poller.results and not failed, "%d of %d requests failed, first at %s" % (
+        len(failed), len(poller.results), failed[:3])
+
+    # Every node at the target, Ready and schedulable; every apiserver serves the target version.
+    versions = kubelet_versions(kubeconfig)
+    assert versions == dict.fromkeys(NODES, "v" + TARGET), versions
+    assert cordoned(kubeconfig) == []
+    for name, node in nodes(kubeconfig).items():
+        assert "baremetal.kubernetes/cordoned-by" not in (node["metadata"].get("annotations") or {}), name
+    context = ca_context(kubeconfig)
+    for name, address in CONTROL_PLANES.items():
+        version = json.loads(sh("curl", "-sk", "--max-time", "5", "https://%s:6443/version" % address).stdout)
+        assert version["gitVersion"] == "v" + TARGET, (name, version)
+        assert readyz(address, 6443, context, timeout=2)
+    for node in NODES:
+        assert node_exec(node, "dpkg-query -W -f='${Version} ${Status}' kubelet").stdout == \
+            TARGET + "-1.1 hold ok installed"
+        assert node_exec(node, "systemctl is-active kubelet").stdout.strip() == "active"
+
+    # The snapshot: taken once (the re-run reused it, verified again), before the first node was cordoned.
+    new = sorted(set(snapshots()) - set(snapshots_before))
+    assert len(new) == 1, new
+    assert summary["backup"]["path"].endswith(new[0]) and summary["backup"]["reused"] is True
+    assert summary["backup"]["revision"] > 0
+    assert new[0].startswith("etcd-upgrade-") and new[0] in first_output
+    taken = datetime.strptime(summary["backup"]["taken_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    assert watch.first is not None, "no node was ever seen cordoned"
+    assert taken.timestamp() <= watch.first, (summary["backup"]["taken_at"], watch.first)
+    # The workload survived with its budget: every replica Ready again.
+    wait_for(lambda: kubectl_json(kubeconfig, "get", "replicaset", "web")["status"].get("readyReplicas") == 3,
+             60, interval=1)
+    assert kubectl_json(kubeconfig, "get", "replicaset", "web")["status"].get("readyReplicas") == 3
