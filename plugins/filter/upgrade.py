@@ -1,9 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: baremetal.kubernetes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filter ``upgrade_plan``: what an upgrade to a target version would do, and every reason it must not."""
+"""Filters for upgrades: ``upgrade_plan`` (what an upgrade would do, and every reason it must not) and
+``upgrade_window`` (is a time inside a maintenance window)."""
 
 from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
 
 from ansible.errors import AnsibleFilterError
 
@@ -110,6 +114,68 @@ def upgrade_plan(health, target, control_plane, workers, upgrade_workers=True):
     )
 
 
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WINDOW_RE = re.compile(r"^\s*(?:(?P<days>[A-Za-z*][A-Za-z,*-]*)\s+)?"
+                        r"(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})\s*$")
+WINDOW_FORMAT = ("'[DAYS] HH:MM-HH:MM' with DAYS a day (Sat), a list (Sat,Sun), a range (Mon-Fri) or * for every "
+                 "day, e.g. 'Sat 02:00-06:00'; a window may cross midnight (it then belongs to the day it starts)")
+
+
+def _minutes(text, window):
+    hours, minutes = (int(part) for part in text.split(":"))
+    if hours > 24 or minutes > 59 or (hours == 24 and minutes):
+        raise AnsibleFilterError("maintenance window %r: %s is not a time of day (00:00-24:00)" % (window, text))
+    return hours * 60 + minutes
+
+
+def _days(spec, window):
+    if spec in (None, "*"):
+        return set(range(7))
+    days = set()
+    for part in spec.lower().split(","):
+        bounds = part.split("-")
+        if len(bounds) > 2 or any(b[:3] not in DAYS or len(b) < 3 for b in bounds):
+            raise AnsibleFilterError("maintenance window %r: %r is not a day; write %s" % (window, part, WINDOW_FORMAT))
+        first, last = DAYS.index(bounds[0][:3]), DAYS.index(bounds[-1][:3])
+        day = first
+        days.add(day)
+        while day != last:
+            day = (day + 1) % 7
+            days.add(day)
+    return days
+
+
+def upgrade_window(window, now):
+    """Whether ``now`` (ISO 8601 local time, e.g. ``now().isoformat()``) is inside ``window``.
+
+    An empty window means always. Returns ``{inside, window, now, reason}``.
+    """
+    window = (window or "").strip()
+    try:
+        moment = datetime.fromisoformat(str(now))
+    except ValueError:
+        raise AnsibleFilterError("upgrade_window needs the time as ISO 8601, got %r" % (now,)) from None
+    if not window:
+        return dict(inside=True, window="", now=moment.isoformat(timespec="minutes"),
+                    reason="no maintenance window set (control_plane_upgrade_window): always inside")
+    match = _WINDOW_RE.match(window)
+    if not match:
+        raise AnsibleFilterError("maintenance window %r: write %s" % (window, WINDOW_FORMAT))
+    days = _days(match.group("days"), window)
+    start, end = _minutes(match.group("start"), window), _minutes(match.group("end"), window)
+    if start == end:
+        raise AnsibleFilterError("maintenance window %r is empty (it starts when it ends)" % window)
+    minute = moment.hour * 60 + moment.minute
+    if start < end:
+        inside = moment.weekday() in days and start <= minute < end
+    else:  # across midnight: the evening of a listed day, or the early hours of the day after one
+        yesterday = (moment - timedelta(days=1)).weekday()
+        inside = (moment.weekday() in days and minute >= start) or (yesterday in days and minute < end)
+    stamp = moment.strftime("%a %H:%M")
+    reason = "%s is %s the maintenance window %s" % (stamp, "inside" if inside else "outside", window)
+    return dict(inside=inside, window=window, now=moment.isoformat(timespec="minutes"), reason=reason)
+
+
 class FilterModule:
     def filters(self):
-        return {"upgrade_plan": upgrade_plan}
+        return {"upgrade_plan": upgrade_plan, "upgrade_window": upgrade_window}

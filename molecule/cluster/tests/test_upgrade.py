@@ -2,8 +2,12 @@
 
 Runs last in the verify (file order): the cluster is at a new version afterwards. Workloads: a
 ReplicaSet with a PodDisruptionBudget on the workers. During the whole upgrade a bounded background
-poller sends GET https://VIP:8443/readyz every 200 ms; every request must succeed. The first run is
-killed once cl-cp2 is upgraded; the re-run must finish without draining the nodes already upgraded.
+poller sends GET https://VIP:8443/readyz every 200 ms; every request must succeed. Three runs:
+1. killed (SIGTERM) once cl-cp2 is upgraded;
+2. resumed, with the PodDisruptionBudget tightened so that no web pod may go: it upgrades cl-cp3, then
+   stops at the first worker whose drain the budget blocks, naming the pod and the budget, with that
+   worker uncordoned and no worker after it touched;
+3. the budget relaxed again: it finishes, without draining the nodes already upgraded.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import signal
 import subprocess
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -59,6 +63,12 @@ def kubeconfig():
 def upgrade(target, *extra, timeout=UPGRADE_TIMEOUT_S):
     return sh("ansible-playbook", *inventory_args(), PLAYBOOK, "-e", "k8s_version=%s" % target, *extra,
               timeout=timeout, check=False, env=ansible_env())
+
+
+def flat(run):
+    """A run's whole output (failed results go to stderr) as one line: the YAML result format folds long
+    messages (plain or double-quoted)."""
+    return " ".join(re.sub(r"\\\n\s*(\\(?= ))?", "", run.stdout + "\n" + run.stderr).split())
 
 
 def nodes(kubeconfig):
@@ -115,13 +125,13 @@ def test_targets_that_must_be_refused_change_nothing(kubeconfig):
     # Two minors ahead (and past the supported range): the inventory preflight refuses it on the controller.
     run = upgrade("1.38.0", timeout=300)
     assert run.returncode != 0
-    assert "1.38" in run.stdout and re.search(r"supported", run.stdout), run.stdout[-3000:]
+    assert "1.38" in flat(run) and "supported" in flat(run), run.stdout[-3000:]
     # A downgrade reaches the upgrade preflight, which reads the versions from the API and names every node.
     run = upgrade("1.35.2", timeout=300)
     assert run.returncode != 0
-    assert "The upgrade to 1.35.2 is refused; nothing was changed" in run.stdout, run.stdout[-3000:]
+    assert "The upgrade to 1.35.2 is refused; nothing was changed" in flat(run), run.stdout[-3000:]
     for node in NODES:
-        assert "node %s runs kubelet %s, newer than the target 1.35.2" % (node, K8S_VERSION) in run.stdout
+        assert "node %s runs kubelet %s, newer than the target 1.35.2" % (node, K8S_VERSION) in flat(run)
     # Nothing reported a change, except the snapshot's check-mode dry run (it says what it would take).
     changed = {task for tasks in changed_by_host(run.stdout).values() for task in tasks}
     assert changed <= {"baremetal.kubernetes.etcd : Take, verify and prune the snapshot"}, changed
@@ -166,7 +176,14 @@ def test_upgrade_interrupted_then_resumed_keeps_every_readyz_request_answered(ku
         interrupted_at = time.monotonic() - started
         after_kill = kubelet_versions(kubeconfig)
         first_output = "".join(output)
-        # Second run: finishes the job.
+        # Second run: every web pod is needed (minAvailable 3 of 3), so the first worker running one cannot
+        # be drained; the run must stop there after control_plane_upgrade_drain_timeout.
+        kubectl(kubeconfig, "patch", "pdb", "web", "--type=merge", "-p", '{"spec": {"minAvailable": 3}}')
+        blocked = upgrade(TARGET, "-e", "control_plane_upgrade_drain_timeout=20")
+        after_block = kubelet_versions(kubeconfig)
+        cordoned_after_block = cordoned(kubeconfig)
+        kubectl(kubeconfig, "patch", "pdb", "web", "--type=merge", "-p", '{"spec": {"minAvailable": 2}}')
+        # Third run: finishes the job.
         resumed = upgrade(TARGET, "-e", "control_plane_upgrade_report_file=%s" % report)
         total = time.monotonic() - started
     finally:
@@ -179,13 +196,31 @@ def test_upgrade_interrupted_then_resumed_keeps_every_readyz_request_answered(ku
           "readyz through the VIP: %d/%d requests succeeded"
           % (K8S_VERSION, TARGET, interrupted_at, after_kill, total, len(poller.results) - len(failed),
              len(poller.results)))
-    assert resumed.returncode == 0, resumed.stdout[-8000:] + resumed.stderr[-2000:]
     assert after_kill["cl-cp1"] == after_kill["cl-cp2"] == "v" + TARGET
+
+    # The blocked run: control planes done, then it stopped at the first worker with a web pod.
+    assert blocked.returncode != 0, blocked.stdout[-4000:]
+    stuck = re.search(r"drain of node (cl-w\d) did not complete: 1 pod\(s\) still blocked by PodDisruptionBudgets "
+                      r"after 20 s: default/web-\S+ blocked by PDB default/web", flat(blocked))
+    assert stuck, blocked.stdout[-4000:] + blocked.stderr[-2000:]
+    stuck = stuck.group(1)
+    workers = ["cl-w1", "cl-w2", "cl-w3"]
+    print("the tightened budget stopped the second run at %s; kubelets then: %s" % (stuck, after_block))
+    assert cordoned_after_block == [], cordoned_after_block
+    assert all(after_block[n] == "v" + TARGET for n in CONTROL_PLANES)
+    for later in workers[workers.index(stuck):]:
+        assert after_block[later] == "v" + K8S_VERSION, (later, after_block)
+    # No worker after the stuck one ran a single task (serial 1, max_fail_percentage 0).
+    for later in workers[workers.index(stuck) + 1:]:
+        assert "[%s" % later not in blocked.stdout, later
+
+    assert resumed.returncode == 0, resumed.stdout[-8000:] + resumed.stderr[-2000:]
 
     # Resume: the re-run skipped the two upgraded nodes (no drain, no package, no kubeadm on them).
     changed = changed_by_host(resumed.stdout)
+    # (cl-cp1 also runs the finish play, which mends what the killed run left: a cordon, HAProxy maintenance.)
     for node in ("cl-cp1", "cl-cp2"):
-        assert not [t for t in changed.get(node, []) if "Upgrade |" in t or "upgrade" in t.lower()], changed.get(node)
+        assert not [t for t in changed.get(node, []) if ": Upgrade |" in t], changed.get(node)
     summary = json.loads(report.read_text())
     assert summary["result"] == "success" and summary["target"] == TARGET
     assert "cl-cp1" not in summary["nodes"] and "cl-cp2" not in summary["nodes"]
@@ -224,3 +259,82 @@ def test_upgrade_interrupted_then_resumed_keeps_every_readyz_request_answered(ku
     wait_for(lambda: kubectl_json(kubeconfig, "get", "replicaset", "web")["status"].get("readyReplicas") == 3,
              60, interval=1)
     assert kubectl_json(kubeconfig, "get", "replicaset", "web")["status"].get("readyReplicas") == 3
+
+
+# -- scheduled patch upgrades ------------------------------------------------------------------------
+SCHEDULED = str(PROJECT / "playbooks" / "upgrade_scheduled.yml")
+PATCH = "1.37.2"  # the newest patch of 1.37 in kubesim's mirror
+LOCK = "/var/lib/baremetal-kubernetes/upgrade.lock"
+
+
+def scheduled(window, report, *extra):
+    return sh("ansible-playbook", *inventory_args(), SCHEDULED, "-e", "control_plane_upgrade_window=%s" % window,
+              "-e", "control_plane_upgrade_report_file=%s" % report, *extra, timeout=UPGRADE_TIMEOUT_S, check=False,
+              env=ansible_env())
+
+
+def day(offset):
+    """A whole day as a window, in the controller's (this host's) local time: today (0) or another day."""
+    return "%s 00:00-24:00" % (datetime.now() + timedelta(days=offset)).strftime("%a")
+
+
+def test_a_scheduled_run_outside_its_window_changes_nothing(kubeconfig):
+    before_versions, before_snapshots = kubelet_versions(kubeconfig), snapshots()
+    report = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "scheduled-outside.json"
+    run = scheduled(day(1), report)
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert "upgrade: nothing to do - " in flat(run)
+    assert "is outside the maintenance window %s" % day(1) in flat(run)
+    summary = json.loads(report.read_text())
+    assert summary["result"] == "nothing to do" and summary["window"] == day(1)
+    assert "outside the maintenance window" in summary["reason"]
+    # The only change anywhere: the report, written on the controller.
+    changed = {task for tasks in changed_by_host(run.stdout).values() for task in tasks}
+    assert changed == {"baremetal.kubernetes.control_plane : Schedule | write the JSON report on the controller"}, \
+        changed
+    assert kubelet_versions(kubeconfig) == before_versions and snapshots() == before_snapshots
+    assert node_exec("cl-cp1", "test -e %s" % LOCK, check=False).returncode != 0
+
+
+def test_a_scheduled_run_inside_its_window_moves_to_the_newest_patch(kubeconfig):
+    report = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "scheduled-inside.json"
+    # Another run holds the lock (another controller, started a minute ago): refused, nothing changes.
+    foreign = json.dumps({"id": "0123456789abcdef", "target": PATCH, "pid": 4242, "controller": "ops-box",
+                          "started": "earlier", "epoch": int(time.time()) - 60})
+    node_exec("cl-cp1", "mkdir -p %s && printf '%%s' '%s' > %s" % (os.path.dirname(LOCK), foreign, LOCK))
+    before = kubelet_versions(kubeconfig)
+    locked = scheduled(day(0), report)
+    assert locked.returncode != 0, locked.stdout[-4000:]
+    assert "another upgrade holds the lock %s" % LOCK in flat(locked), locked.stdout[-4000:] + locked.stderr[-2000:]
+    assert "ansible-playbook pid 4242 on ops-box" in flat(locked)
+    assert kubelet_versions(kubeconfig) == before and cordoned(kubeconfig) == []
+    node_exec("cl-cp1", "rm -f %s" % LOCK)
+
+    # An operator cordoned cl-cp3 before the run: it is upgraded, and stays cordoned. The control planes only
+    # (control_plane_upgrade_workers=false): the worker cycle is the one the minor upgrade above ran, and
+    # this keeps the scenario's share of CI down.
+    kubectl(kubeconfig, "cordon", "cl-cp3")
+    snapshots_before = snapshots()
+    try:
+        run = scheduled(day(0), report, "-e", "control_plane_upgrade_workers=false")
+        assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
+        versions = kubelet_versions(kubeconfig)
+        still_cordoned = cordoned(kubeconfig)
+    finally:
+        kubectl(kubeconfig, "uncordon", "cl-cp3")
+    print("\nscheduled run inside %s: control planes %s -> %s; kubelets: %s" % (day(0), TARGET, PATCH, versions))
+    expected = {node: "v" + (PATCH if node in CONTROL_PLANES else TARGET) for node in NODES}
+    assert versions == expected, versions
+    assert still_cordoned == ["cl-cp3"]
+    summary = json.loads(report.read_text())
+    assert summary["result"] == "success" and summary["target"] == PATCH and summary["kind"] == "patch"
+    assert summary["scheduled"] is True and summary["window"] == day(0)
+    assert summary["nodes"]["cl-cp3"]["cordoned_before"] is True
+    assert summary["nodes"]["cl-cp1"]["cordoned_before"] is False
+    assert set(summary["upgraded"]) == set(CONTROL_PLANES)
+    # A new upgrade takes its own snapshot (it does not reuse the previous upgrade's), and releases the lock.
+    new = sorted(set(snapshots()) - set(snapshots_before))
+    assert len(new) == 1 and summary["backup"]["path"].endswith(new[0]) and summary["backup"]["reused"] is False
+    assert node_exec("cl-cp1", "test -e %s" % LOCK, check=False).returncode != 0
+    assert "upgrade: success - %s" % PATCH in flat(run)
+    assert "node cl-cp3 stays cordoned" in flat(run)

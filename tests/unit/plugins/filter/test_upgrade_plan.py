@@ -1,13 +1,15 @@
 # Copyright: baremetal.kubernetes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unit tests for the upgrade_plan filter (the upgrade preflight's version rules)."""
+"""Unit tests for the upgrade filters: upgrade_plan (the preflight's version rules) and upgrade_window."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.baremetal.kubernetes.plugins.filter.upgrade import upgrade_plan
+from ansible_collections.baremetal.kubernetes.plugins.filter.upgrade import upgrade_plan, upgrade_window
 
 CP = ["cp1", "cp2", "cp3"]
 WORKERS = ["w1", "w2"]
@@ -135,3 +137,45 @@ def test_bad_target(target):
 def test_needs_a_health_result():
     with pytest.raises(AnsibleFilterError, match="cluster_health"):
         upgrade_plan({"msg": "failed"}, "1.37.1", CP, WORKERS)
+
+
+# -- upgrade_window ------------------------------------------------------------------------------
+# 2026-11-28 is a Saturday.
+@pytest.mark.parametrize("window, now, inside", [
+    ("Sat 02:00-06:00", "2026-11-28T02:00:00", True),
+    ("Sat 02:00-06:00", "2026-11-28T05:59:59", True),
+    ("Sat 02:00-06:00", "2026-11-28T06:00:00", False),
+    ("Sat 02:00-06:00", "2026-11-28T01:59:00", False),
+    ("Sat 02:00-06:00", "2026-11-29T03:00:00", False),
+    ("Mon-Fri 22:00-04:00", "2026-11-27T23:30:00", True),    # Friday evening
+    ("Mon-Fri 22:00-04:00", "2026-11-28T03:00:00", True),    # Saturday early: Friday's window
+    ("Mon-Fri 22:00-04:00", "2026-11-29T03:00:00", False),   # Sunday early: Saturday is not listed
+    ("Mon-Fri 22:00-04:00", "2026-11-30T03:00:00", False),   # Monday early: Sunday is not listed
+    ("Fri-Mon 01:00-02:00", "2026-11-30T01:30:00", True),    # a range across the week end
+    ("Fri-Mon 01:00-02:00", "2026-11-25T01:30:00", False),
+    ("Sat,Sun 00:00-24:00", "2026-11-29T23:59:00", True),
+    ("* 02:00-03:00", "2026-11-25T02:30:00", True),
+    ("02:00-03:00", "2026-11-25T02:30:00", True),
+    ("saturday 02:00-06:00", "2026-11-28T02:30:00", True),
+    ("", "2026-11-25T12:00:00", True),
+])
+def test_window(window, now, inside):
+    verdict = upgrade_window(window, now)
+    assert verdict["inside"] is inside
+    assert ("inside" if inside else "outside") in verdict["reason"]
+
+
+def test_window_reason_names_the_time_and_the_window():
+    assert upgrade_window("Sat 02:00-06:00", "2026-11-25T14:02:31")["reason"] == \
+        "Wed 14:02 is outside the maintenance window Sat 02:00-06:00"
+
+
+@pytest.mark.parametrize("window, needle", [
+    ("Sat 2-6", "write '[DAYS] HH:MM-HH:MM'"),
+    ("Caturday 02:00-06:00", "'caturday' is not a day"),
+    ("Sat 25:00-26:00", "25:00 is not a time of day"),
+    ("Sat 02:00-02:00", "is empty"),
+])
+def test_bad_window(window, needle):
+    with pytest.raises(AnsibleFilterError, match=re.escape(needle)):
+        upgrade_window(window, "2026-11-28T02:00:00")
