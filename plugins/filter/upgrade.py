@@ -160,7 +160,12 @@ def upgrade_window(window, now):
                     reason="no maintenance window set (control_plane_upgrade_window): always inside")
     match = _WINDOW_RE.match(window)
     if not match:
-        raise AnsibleFilterError("maintenance window %r: write %s" % (window, WINDOW_FORMAT))
+        hint = ""
+        if ":" not in window:
+            # What `-e control_plane_upgrade_window='Sat 02:00-06:00'` gives: key=value ends at the space.
+            hint = ("; on the command line give it as JSON, -e '{\"control_plane_upgrade_window\": "
+                    "\"Sat 02:00-06:00\"}', or set it in the inventory")
+        raise AnsibleFilterError("maintenance window %r: write %s%s" % (window, WINDOW_FORMAT, hint))
     days = _days(match.group("days"), window)
     start, end = _minutes(match.group("start"), window), _minutes(match.group("end"), window)
     if start == end:

@@ -175,6 +175,8 @@ def test_window_reason_names_the_time_and_the_window():
     ("Caturday 02:00-06:00", "'caturday' is not a day"),
     ("Sat 25:00-26:00", "25:00 is not a time of day"),
     ("Sat 02:00-02:00", "is empty"),
+    # -e control_plane_upgrade_window='Sat 02:00-06:00' arrives as 'Sat': the error says how to pass it.
+    ("Sat", """-e '{"control_plane_upgrade_window": "Sat 02:00-06:00"}'"""),
 ])
 def test_bad_window(window, needle):
     with pytest.raises(AnsibleFilterError, match=re.escape(needle)):
