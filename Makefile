@@ -20,8 +20,10 @@ ALL_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule
 NOT_YET_GREEN :=
 SCENARIOS ?= $(filter-out $(NOT_YET_GREEN),$(ALL_SCENARIOS))
 SANITY_ROOT := build/sanity/ansible_collections/baremetal/kubernetes
+EE_OUT ?= build/ee
+EE_TAG ?= baremetal-kubernetes-ee:$(shell sed -n 's/^version: //p' galaxy.yml)
 
-.PHONY: help deps apt venv image lint sanity units kubesim integration molecule test bench lab lab-destroy clean
+.PHONY: help deps apt venv image lint sanity units kubesim integration molecule test ee bench lab lab-destroy clean
 
 help: ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -84,6 +86,13 @@ molecule: venv image ## Every Molecule scenario (check mode, converge, idempoten
 		echo "== NOT RUN: molecule/$$s is not yet green end to end (make molecule SCENARIOS=$$s)"; done
 
 test: lint sanity units kubesim integration molecule ## Everything CI runs
+
+ee: venv ## AWX/AAP execution environment: build context in build/ee (EE_BUILD=1: also the image, EE_TAG)
+	rm -rf $(EE_OUT)
+	ansible-builder create --file execution-environment/execution-environment.yml --context $(EE_OUT)
+	ansible-galaxy collection build --output-path $(EE_OUT)/_build/collections .
+	mv $(EE_OUT)/_build/collections/baremetal-kubernetes-*.tar.gz $(EE_OUT)/_build/collections/baremetal-kubernetes.tar.gz
+	$(if $(EE_BUILD),podman build -f $(EE_OUT)/Containerfile -t $(EE_TAG) $(EE_OUT),@echo "== build context: $(EE_OUT) (make ee EE_BUILD=1 builds $(EE_TAG))")
 
 bench: venv image ## Benchmarks, never asserted: each tests/bench/bench_* prints a results table
 	@shopt -s nullglob; set -e; for b in tests/bench/bench_*; do echo "== $$b"; $$b; done
