@@ -24,6 +24,9 @@ PAUSE = "registry.cluster-test.invalid:5000/pause:3.10.1"
 MIRROR = "10.123.70.5"
 SCENARIO = Path(__file__).resolve().parents[1]
 PROJECT = SCENARIO.parents[1]
+# The Kubernetes nodes (cl-w3 joined in the scale test, which runs first), not cl-ops: the operator host of
+# test_upgrade_timer.py is no cluster node.
+testinfra_hosts = ["ansible://%s" % name for name in ("cl-cp1", "cl-cp2", "cl-cp3", "cl-w1", "cl-w2", "cl-w3")]
 
 
 def test_containerd_runs_with_systemd_cgroups_and_the_pinned_sandbox_image(host):
