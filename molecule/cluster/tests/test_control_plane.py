@@ -55,15 +55,21 @@ def ca_context(kubeconfig):
 
 def readyz(address, port, context, timeout=0.5, path="/readyz"):
     """One anonymous HTTPS GET (/readyz by default, like HAProxy's check): True on 200."""
+    return probe(address, port, context, timeout, path)[0]
+
+
+def probe(address, port, context, timeout=0.5, path="/readyz"):
+    """readyz() with the reason: (True, status line) on 200, else (False, status line or error)."""
     try:
         with socket.create_connection((address, port), timeout=timeout) as raw:
             raw.settimeout(timeout)
             with context.wrap_socket(raw, server_hostname=address) as tls:
                 tls.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
                             % (path.encode(), address.encode()))
-                return tls.recv(64).startswith(b"HTTP/1.1 200")
-    except (OSError, ssl.SSLError):
-        return False
+                status = tls.recv(64).split(b"\r\n")[0].decode(errors="replace")
+                return status.startswith("HTTP/1.1 200"), status or "connection closed without an answer"
+    except (OSError, ssl.SSLError) as error:
+        return False, "%s: %s" % (type(error).__name__, error)
 
 
 # -- the cluster as kubectl sees it ------------------------------------------------------------------
