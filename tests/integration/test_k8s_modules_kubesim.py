@@ -243,7 +243,8 @@ def kubelet_cluster(tmp_path):
             'KUBELET_KUBEADM_ARGS="--node-ip=10.0.0.51 --hostname-override=node-k"\n')
         env = dict(os.environ, PYTHONPATH=str(KUBESIM), KUBESIM_ROOT=str(root), KUBESIM_VERSION="1.37.1")
         with (tmp_path / "kubelet.log").open("wb") as log:
-            kubelet = subprocess.Popen([sys.executable, "-m", "kubesim", "kubelet", "--interval", "0.5"], env=env,
+            kubelet = subprocess.Popen([sys.executable, "-m", "kubesim", "kubelet", "--interval", "0.5",
+                                       "--status-interval", "0.5"], env=env,
                                        stdout=log, stderr=subprocess.STDOUT)
             try:
                 yield local, kubelet

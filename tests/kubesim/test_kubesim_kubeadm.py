@@ -76,7 +76,8 @@ def kubeadm(root, version, *args, capsys=None):
 
 def start_kubelet(root, version, log):
     env = dict(os.environ, KUBESIM_ROOT=str(root), KUBESIM_VERSION=version, PYTHONPATH=str(HERE))
-    return subprocess.Popen([sys.executable, "-m", "kubesim", "kubelet", "--interval", "0.5"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "kubesim", "kubelet", "--interval", "0.5",
+                            "--status-interval", "0.5"], env=env,
                             stdout=log, stderr=subprocess.STDOUT, cwd=str(HERE))
 
 

@@ -3,7 +3,7 @@
 """usage: python -m kubesim kube-apiserver --flag=...
        python -m kubesim apiserver-manifest /etc/kubernetes/manifests/kube-apiserver.yaml
        python -m kubesim kubeadm <kubeadm arguments>
-       python -m kubesim kubelet [--interval seconds]
+       python -m kubesim kubelet [--interval seconds] [--status-interval seconds]
        python -m kubesim mirror OUTDIR   (build the local pkgs.k8s.io mirror)"""
 
 from __future__ import annotations

@@ -87,8 +87,8 @@ def schedulable_for(pod, node):
 
 
 class Controllers:
-    def __init__(self, api, identity=None, interval=0.5, replacement_delay=1.0, lease_seconds=6.0,
-                 node_monitor_grace_period=40.0, signing_files=None):
+    def __init__(self, api, identity=None, interval=1.0, replacement_delay=1.0, lease_seconds=6.0,
+                 node_monitor_grace_period=40.0, signing_files=None, renew_seconds=2.0):
         self.api = api
         self.signing_files = signing_files
         self.store = api.store
@@ -96,6 +96,8 @@ class Controllers:
         self.interval = interval
         self.replacement_delay = replacement_delay
         self.lease_seconds = lease_seconds
+        # The leader writes its lease this often (kube-controller-manager's retry period), not every loop.
+        self.renew_seconds = renew_seconds
         self.node_monitor_grace_period = node_monitor_grace_period
         self._stop = threading.Event()
         self._thread = None
@@ -142,6 +144,8 @@ class Controllers:
         expired = (now - renewed).total_seconds() > spec.get("leaseDurationSeconds", self.lease_seconds)
         if spec.get("holderIdentity") != self.identity and not expired:
             return False
+        if spec.get("holderIdentity") == self.identity and (now - renewed).total_seconds() < self.renew_seconds:
+            return True
         if spec.get("holderIdentity") != self.identity:
             spec["leaseTransitions"] = spec.get("leaseTransitions", 0) + 1
             spec["acquireTime"] = stamp

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import yaml
 
@@ -40,11 +41,19 @@ def flags_env():
 
 
 class Kubelet:
-    def __init__(self, interval=2.0):
+    """interval: how often the static pods and kubeadm-flags.env are looked at; status_interval: how often
+    the Node status is posted (the real kubelet's nodeStatusUpdateFrequency, 10 s) when nothing changed.
+    A start, a new name or address, or a static pod (re)started posts it at once."""
+
+    def __init__(self, interval=2.0, status_interval=10.0):
         flags = flags_env()
         self.name = flags.get("hostname-override") or socket.gethostname().lower()
         self.node_ip = flags.get("node-ip") or "127.0.0.1"
         self.interval = interval
+        self.status_interval = status_interval
+        # The version of the binary this process started from: a package upgrade without a restart leaves
+        # the old kubelet running, and reporting its old version, as on a real node.
+        self.version = version()
         self.apiserver = None
         self.apiserver_hash = None
         self.stop = threading.Event()
@@ -65,9 +74,9 @@ class Kubelet:
             if running:
                 LOG.info("kube-apiserver manifest removed: stopping the apiserver")
                 self._stop_apiserver()
-            return
+            return running
         if running and digest == self.apiserver_hash:
-            return
+            return False
         if running:
             LOG.info("kube-apiserver manifest changed: restarting the apiserver")
             self._stop_apiserver()
@@ -76,6 +85,7 @@ class Kubelet:
                                           env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
         self.apiserver_hash = digest
         LOG.info("started kube-apiserver (pid %d) from %s", self.apiserver.pid, file_path)
+        return True
 
     def _stop_apiserver(self):
         self.apiserver.terminate()
@@ -99,7 +109,7 @@ class Kubelet:
         status = {"conditions": conditions,
                   "addresses": [{"type": "InternalIP", "address": self.node_ip},
                                 {"type": "Hostname", "address": self.name}],
-                  "nodeInfo": {"kubeletVersion": "v" + version(), "kubeProxyVersion": "", "operatingSystem": "linux",
+                  "nodeInfo": {"kubeletVersion": "v" + self.version, "kubeProxyVersion": "", "operatingSystem": "linux",
                                "architecture": "amd64", "osImage": "Debian GNU/Linux 12 (bookworm)",
                                "kernelVersion": os.uname().release, "containerRuntimeVersion": "containerd://1.6",
                                "machineID": "", "systemUUID": "", "bootID": ""},
@@ -114,7 +124,7 @@ class Kubelet:
                 "kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}},
                 "spec": {}, "status": status}
             client.request("POST", "/api/v1/nodes", body)
-            LOG.info("registered node %s (kubelet v%s)", self.name, version())
+            LOG.info("registered node %s (kubelet v%s)", self.name, self.version)
             return
         node["status"] = status
         client.request("PUT", "/api/v1/nodes/%s/status" % self.name, node)
@@ -149,17 +159,22 @@ class Kubelet:
             client.request("POST", "/api/v1/namespaces/kube-system/pods", mirror)
 
     def run(self):
+        posted, last_post = None, None
         while not self.stop.is_set():
             # kubeadm rewrites kubeadm-flags.env and restarts the kubelet; re-reading it each loop has that effect.
             flags = flags_env()
             self.name = flags.get("hostname-override") or self.name
             self.node_ip = flags.get("node-ip") or self.node_ip
-            self.sync_static_pods()
-            if os.path.exists(path("/etc/kubernetes/kubelet.conf")):
+            pods_changed = self.sync_static_pods()
+            identity = (self.name, self.node_ip)
+            due = (pods_changed or identity != posted or last_post is None
+                   or time.monotonic() - last_post >= self.status_interval)
+            if due and os.path.exists(path("/etc/kubernetes/kubelet.conf")):
                 try:
                     client = self.client()
                     self.heartbeat(client)
                     self.mirror_pods(client)
+                    posted, last_post = identity, time.monotonic()
                 except (ClientError, OSError, KeyError) as exc:
                     LOG.warning("heartbeat: %s", exc)
             self.stop.wait(self.interval)
@@ -170,7 +185,9 @@ class Kubelet:
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="kubelet")
     parser.add_argument("--version", action="store_true")
-    parser.add_argument("--interval", type=float, default=2.0)
+    parser.add_argument("--interval", type=float, default=2.0, help="static pods and flags, seconds")
+    parser.add_argument("--status-interval", type=float, default=10.0,
+                        help="Node status when nothing changed, seconds (nodeStatusUpdateFrequency)")
     parser.add_argument("--config")
     args, ignored = parser.parse_known_args(argv)
     if args.version:
@@ -184,7 +201,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if ignored:
         LOG.info("ignoring kubelet flags not modelled by kubesim: %s", " ".join(ignored))
-    kubelet = Kubelet(args.interval)
+    kubelet = Kubelet(args.interval, args.status_interval)
     signal.signal(signal.SIGTERM, lambda *a: kubelet.stop.set())
     signal.signal(signal.SIGINT, lambda *a: kubelet.stop.set())
     kubelet.run()
