@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import ssl
 import urllib.error
 import urllib.request
@@ -11,9 +13,9 @@ import urllib.request
 from kubesim.testing import LocalCluster
 
 
-def _get(url, context):
+def _get(url, context, timeout=10):
     try:
-        with urllib.request.urlopen(url, context=context, timeout=10) as response:
+        with urllib.request.urlopen(url, context=context, timeout=timeout) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -31,6 +33,26 @@ def test_readyz_fails_when_etcd_is_unreachable(tmp_path):
         assert "[-]etcd failed: reason withheld" in body and "readyz check failed" in body
         assert _get(base + "/healthz/etcd", context)[0] == 500
         assert _get(base + "/livez/ping", context) == (200, "ok")
+
+
+def test_excluded_etcd_checks_are_not_run_so_a_frozen_etcd_does_not_block_them(tmp_path):
+    # What the HAProxy check of roles/loadbalancer asks: /readyz without the etcd checks. Like the real
+    # apiserver, every exclude= value counts and an excluded check is not run: with etcd frozen (SIGSTOP:
+    # connections hang, nothing is refused), it answers within 2 s, well before kubesim's 5 s etcd timeout.
+    with LocalCluster(str(tmp_path / "cluster"), replicas=1).running() as local:
+        context = ssl.create_default_context(cafile=local.ca_file)
+        base = "https://127.0.0.1:%d" % local.servers[0].port
+        os.kill(local.etcd_proc.pid, signal.SIGSTOP)
+        try:
+            code, body = _get(base + "/readyz?exclude=etcd&exclude=etcd-readiness&verbose", context, timeout=2)
+            assert code == 200, body
+            assert "[+]etcd excluded: ok" in body and "[+]etcd-readiness excluded: ok" in body
+            assert "[+]shutdown ok" in body and body.rstrip().endswith("readyz check passed")
+            # Excluding only one of them still runs the other, which waits for etcd and fails.
+            assert _get(base + "/readyz?exclude=etcd", context)[0] == 500
+        finally:
+            os.kill(local.etcd_proc.pid, signal.SIGCONT)
+        assert _get(base + "/readyz", context) == (200, "ok")
 
 
 def test_node_goes_unknown_without_heartbeats_and_recovers(tmp_path):
