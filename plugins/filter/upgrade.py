@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: baremetal.kubernetes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters for upgrades: ``upgrade_plan`` (what an upgrade would do, and every reason it must not) and
-``upgrade_window`` (is a time inside a maintenance window)."""
+"""Filters for upgrades: ``upgrade_plan`` (what an upgrade would do, and every reason it must not),
+``etcd_upgrade_plan`` (the same for the etcd members) and ``upgrade_window`` (is a time inside a
+maintenance window)."""
 
 from __future__ import annotations
 
@@ -121,6 +122,62 @@ WINDOW_FORMAT = ("'[DAYS] HH:MM-HH:MM' with DAYS a day (Sat), a list (Sat,Sun), 
                  "day, e.g. 'Sat 02:00-06:00'; a window may cross midnight (it then belongs to the day it starts)")
 
 
+ETCD_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
+
+
+def _etcd_version(text):
+    match = ETCD_VERSION.match(str(text or "").strip())
+    return tuple(int(part) for part in match.groups()) if match else None
+
+
+def etcd_upgrade_plan(health, target, hosts):
+    """The plan of a rolling etcd binary upgrade from an ``etcd_health`` result.
+
+    ``hosts`` are the inventory hosts of the endpoints ``etcd_health`` was given, in the same order.
+    Members already at ``target`` are skipped (a resumed run); the others go one at a time, followers
+    first and the leader last, so the cluster changes leader once. ``problems`` lists every reason to
+    refuse: an unhealthy member, a downgrade, or more than one minor up (etcd upgrades one minor at a time).
+    """
+    if not isinstance(health, dict) or not isinstance(health.get("members"), list):
+        raise AnsibleFilterError("etcd_upgrade_plan needs the result of baremetal.kubernetes.etcd_health")
+    wanted = _etcd_version(target)
+    if wanted is None:
+        raise AnsibleFilterError("the target etcd version %r is not X.Y.Z (e.g. 3.5.16)" % (target,))
+    hosts = list(hosts)
+    if len(hosts) != len(health["members"]):
+        raise AnsibleFilterError("etcd_upgrade_plan got %d hosts for %d members" % (len(hosts), len(health["members"])))
+    problems, versions, at_target, pending, leader = [], {}, [], [], ""
+    for host, member in zip(hosts, health["members"]):
+        version = _etcd_version(member.get("version"))
+        versions[host] = member.get("version") or "unknown"
+        leader = host if member.get("is_leader") else leader
+        if not member.get("healthy"):
+            problems.append("etcd member %s (%s) is not healthy: %s. Repair it first (etcd_health names the cause)"
+                            % (host, member.get("endpoint", "?"), member.get("reason") or "no reason given"))
+        elif version is None:
+            problems.append("etcd member %s reports no version (%r)" % (host, member.get("version")))
+        elif version == wanted:
+            at_target.append(host)
+        elif version > wanted:
+            problems.append("etcd member %s runs %s, newer than etcd_version %s: etcd is not downgraded by replacing "
+                            "its binary. Set etcd_version to %s (or restore a snapshot with etcd_restore.yml)"
+                            % (host, _etcd_text(version), target, _etcd_text(version)))
+        elif version[0] != wanted[0] or wanted[1] - version[1] > 1:
+            problems.append("etcd member %s runs %s and etcd_version %s is more than one minor up: etcd upgrades one "
+                            "minor at a time. Upgrade to the newest %d.%d.x first, then to %s"
+                            % (host, _etcd_text(version), target, version[0], version[1] + 1, target))
+        else:
+            pending.append(host)
+    # Followers first, the leader last: leadership moves once, not with every restart.
+    pending.sort(key=lambda host: host == leader)
+    return {"problems": problems, "pending": [] if problems else pending, "at_target": at_target,
+            "versions": versions, "leader": leader}
+
+
+def _etcd_text(version):
+    return ".".join(str(part) for part in version)
+
+
 def _minutes(text, window):
     hours, minutes = (int(part) for part in text.split(":"))
     if hours > 24 or minutes > 59 or (hours == 24 and minutes):
@@ -183,4 +240,4 @@ def upgrade_window(window, now):
 
 class FilterModule:
     def filters(self):
-        return {"upgrade_plan": upgrade_plan, "upgrade_window": upgrade_window}
+        return {"upgrade_plan": upgrade_plan, "etcd_upgrade_plan": etcd_upgrade_plan, "upgrade_window": upgrade_window}
