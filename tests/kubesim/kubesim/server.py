@@ -218,7 +218,6 @@ class ApiServer:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     apiserver: ApiServer = None
-    _excluded = ()
     server_version = "kubesim"
 
     def setup(self):
@@ -277,7 +276,6 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method):
         path, _dummy, raw_query = self.path.partition("?")
         query = parse_query(raw_query)
-        self._excluded = urllib.parse.parse_qs(raw_query).get("exclude", [])
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         try:
@@ -312,7 +310,9 @@ class Handler(BaseHTTPRequestHandler):
                 good = ok or not sub.startswith("etcd")
                 return self._send(200 if good else 500, "ok" if good else "internal server error",
                                   "text/plain; charset=utf-8")
-            code, text = server.health(kind, query, self._excluded)
+            # Every exclude= value counts (``query`` keeps only the last of a repeated parameter).
+            excluded = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("exclude", [])
+            code, text = server.health(kind, query, excluded)
             return self._send(code, text, "text/plain; charset=utf-8")
         user = server.authenticate(self.request.getpeercert(), self.headers.get("Authorization", ""))
         self.user = user
