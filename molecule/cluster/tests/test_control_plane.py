@@ -22,6 +22,7 @@ import pytest
 import yaml
 from kube import fetched_kubeconfig, kubectl, kubectl_json
 from node_shell import ansible_env, inventory_args, node_exec, sh, wait_for
+from test_encryption import ETCDCTL
 
 CONTROL_PLANES = {"cl-cp1": "10.123.70.11", "cl-cp2": "10.123.70.12", "cl-cp3": "10.123.70.13"}
 WORKERS = {"cl-w1": "10.123.70.21", "cl-w2": "10.123.70.22"}
@@ -217,11 +218,7 @@ def frozen_restored():
             sh("podman", "unpause", node)
 
 
-ETCD_HEALTH = (
-    "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt"
-    " --cert=/etc/kubernetes/pki/apiserver-etcd-client.crt --key=/etc/kubernetes/pki/apiserver-etcd-client.key"
-    " --command-timeout=3s endpoint health --cluster"
-)
+ETCD_HEALTH = ETCDCTL + " --command-timeout=3s endpoint health --cluster"
 
 
 def first_etcd_member():
