@@ -24,7 +24,7 @@ SYSCTLS = {
     "fs.inotify.max_user_watches": "524288",
     "fs.inotify.max_user_instances": "8192",
 }
-# Measured 88-184 s under TCG on a loaded 2-core host.
+# Measured 76-184 s under TCG on a loaded 2-core host.
 REBOOT_TIMEOUT = 480
 
 
