@@ -116,6 +116,8 @@ def test_debian_family_uses_the_deb_repository_and_the_distribution_containerd(s
                    node_kubernetes_repo_base_url=base) == "http://10.0.0.5:8080/core:/stable:/v1.36/deb/Release.key"
     assert _render(facts, "{{ __node_kubernetes_specs }}", k8s_version="1.36.2") == [
         "kubeadm=1.36.2-1.1", "kubelet=1.36.2-1.1", "kubectl=1.36.2-1.1", "cri-tools=1.36.0-1.1"]
+    assert _render(facts, "{{ __node_kubernetes_pins }}", k8s_version="1.36.2") == _render(
+        facts, "{{ __node_kubernetes_specs }}", k8s_version="1.36.2")
     assert _render(facts, "{{ __node_containerd_method }}") == "package"
     assert _render(facts, "{{ __node_firewall }}") == "nftables"
     assert "conntrack" in _render(facts, "{{ __node_os_packages }}")
@@ -129,6 +131,9 @@ def test_el9_uses_the_rpm_repository_the_release_containerd_and_firewalld():
         "https://pkgs.k8s.io/core:/stable:/v1.35/rpm/repodata/repomd.xml.key")
     assert _render(facts, "{{ __node_kubernetes_specs }}", k8s_version="1.35.1") == [
         "kubeadm-1.35.1", "kubelet-1.35.1", "kubectl-1.35.1", "cri-tools-1.35.0"]
+    # The pins the package facts are compared with (missing_packages: RPM versions match without release).
+    assert _render(facts, "{{ __node_kubernetes_pins }}", k8s_version="1.35.1") == [
+        "kubeadm=1.35.1", "kubelet=1.35.1", "kubectl=1.35.1", "cri-tools=1.35.0"]
     assert _render(facts, "{{ __node_containerd_method }}") == "release"
     assert _render(facts, "{{ __node_firewall }}") == "firewalld"
     assert _render(facts, "{{ __node_arch }}") == "arm64"
