@@ -136,6 +136,7 @@ certificates:
 
 import datetime
 import grp
+import ipaddress
 import os
 import pwd
 import traceback
@@ -164,10 +165,9 @@ except ImportError:  # pragma: no cover - reported by main()
     CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
     EKU_NAMES = {}
 
-# RFC 5280 key usage names -> cryptography's KeyUsage attributes.
+# RFC 5280 key usage names -> cryptography's KeyUsage attributes (nonRepudiation: KEY_USAGE_ALIASES).
 KEY_USAGES = {
     "digitalSignature": "digital_signature",
-    "nonRepudiation": "content_commitment",
     "contentCommitment": "content_commitment",
     "keyEncipherment": "key_encipherment",
     "dataEncipherment": "data_encipherment",
@@ -177,6 +177,7 @@ KEY_USAGES = {
     "encipherOnly": "encipher_only",
     "decipherOnly": "decipher_only",
 }
+KEY_USAGE_ALIASES = {"nonRepudiation": "contentCommitment"}
 
 
 class CertificateStatusError(Exception):
@@ -243,8 +244,6 @@ def _sans(cert):
 
 def _normalized_sans(wanted):
     """``IP:`` entries in the form ipaddress prints them (a wanted ``IP:::1`` matches the certificate's ``::1``)."""
-    import ipaddress
-
     names = set()
     for entry in wanted:
         kind, _sep, value = entry.partition(":")
@@ -272,8 +271,6 @@ def _key_usages(cert):
         return set()
     found = set()
     for name, attribute in KEY_USAGES.items():
-        if name in ("nonRepudiation",):
-            continue
         try:
             if getattr(value, attribute):
                 found.add(name)
@@ -315,15 +312,16 @@ def check_certificate(spec, ca_cert, ca_pem, renew_before, now):
     have_sans = _sans(cert)
     if have_sans != want_sans:
         reasons.append(_difference("subject alternative names", have_sans, want_sans))
-    want_ekus = {EKU_NAMES.get(name, name) for name in spec["extended_key_usage"]}
-    if _ekus(cert) != want_ekus:
-        reasons.append(_difference("extended key usages", _ekus(cert), want_ekus))
-    unknown = [name for name in spec["key_usage"] if name not in KEY_USAGES]
+    want_ekus, have_ekus = {EKU_NAMES.get(name, name) for name in spec["extended_key_usage"]}, _ekus(cert)
+    if have_ekus != want_ekus:
+        reasons.append(_difference("extended key usages", have_ekus, want_ekus))
+    want_usages = {KEY_USAGE_ALIASES.get(name, name) for name in spec["key_usage"]}
+    unknown = sorted(want_usages - set(KEY_USAGES))
     if unknown:
         raise CertificateStatusError("%s: unknown key_usage %s" % (spec["name"], ", ".join(unknown)))
-    want_usages = {"contentCommitment" if name == "nonRepudiation" else name for name in spec["key_usage"]}
-    if _key_usages(cert) != want_usages:
-        reasons.append(_difference("key usages", _key_usages(cert), want_usages))
+    have_usages = _key_usages(cert)
+    if have_usages != want_usages:
+        reasons.append(_difference("key usages", have_usages, want_usages))
     reasons.extend(_file_attributes(spec))
     if spec.get("ca_file"):
         try:
