@@ -1,8 +1,9 @@
 # Copyright: baremetal.kubernetes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The node stage of site.yml (roles/node) on every cluster node: containerd as kubeadm needs it, the pinned
-Kubernetes packages from the signed kubesim mirror, held, and the OS settings; plus the container-only skips,
-which must be announced, and the optional nftables firewall on cl-w2. Tests taking `host` run on every node.
+"""The common and node stages of site.yml on every cluster node. common: the hostname, every node in /etc/hosts,
+time sync with our server only. node: containerd as kubeadm needs it, the pinned Kubernetes packages from the
+signed kubesim mirror, held, and the OS settings; plus the container-only skips, which must be announced, and the
+optional nftables firewall on cl-w2. Tests taking `host` run on every node.
 
 Control-plane checks live in their own files next to this one.
 """
@@ -26,7 +27,44 @@ SCENARIO = Path(__file__).resolve().parents[1]
 PROJECT = SCENARIO.parents[1]
 # The Kubernetes nodes (cl-w3 joined in the scale test, which runs first), not cl-ops: the operator host of
 # test_upgrade_timer.py is no cluster node.
-testinfra_hosts = ["ansible://%s" % name for name in ("cl-cp1", "cl-cp2", "cl-cp3", "cl-w1", "cl-w2", "cl-w3")]
+NODES = {"cl-cp1": "10.123.70.11", "cl-cp2": "10.123.70.12", "cl-cp3": "10.123.70.13",
+         "cl-w1": "10.123.70.21", "cl-w2": "10.123.70.22", "cl-w3": "10.123.70.23"}
+testinfra_hosts = ["ansible://%s" % name for name in NODES]
+
+
+# The common stage (roles/common), which site.yml runs before this one on the same nodes.
+def test_hostname_is_the_inventory_name(host):
+    assert host.check_output("hostname") == host.backend.get_hostname()
+
+
+def test_every_node_resolves_and_answers_by_name(host):
+    # /etc/hosts is the node's own file (--no-hosts): the role's block is what resolves the names.
+    script = "; ".join("getent hosts %s; ping -c 1 -W 2 -q %s >/dev/null && echo answered %s" % (n, n, n)
+                       for n in NODES)
+    lines = host.run(script).stdout.splitlines()
+    resolved = {fields[1]: fields[0] for fields in (line.split() for line in lines) if fields[0] != "answered"}
+    assert resolved == NODES
+    assert ["answered %s" % name for name in NODES] == [line for line in lines if line.startswith("answered")]
+
+
+def test_etc_hosts_block_lists_each_node_once(host):
+    content = host.file("/etc/hosts").content_string
+    assert content.count("# BEGIN baremetal.kubernetes cluster nodes") == 1
+    block = content.split("# BEGIN baremetal.kubernetes cluster nodes")[1].split("# END")[0]
+    lines = sorted(line.split() for line in block.strip().splitlines())
+    assert lines == sorted([address, name] for name, address in NODES.items())
+    assert "127.0.0.1\tlocalhost" in content
+
+
+def test_timesyncd_uses_only_our_servers(host):
+    assert host.package("systemd-timesyncd").is_installed
+    conf = host.file("/etc/systemd/timesyncd.conf.d/baremetal-kubernetes.conf")
+    assert conf.mode == 0o644
+    assert "NTP=10.123.70.1" in conf.content_string
+    assert "FallbackNTP=" in conf.content_string.splitlines()
+    # systemd itself reads the drop-in: the effective configuration names our server.
+    assert "NTP=10.123.70.1" in host.check_output("systemd-analyze cat-config systemd/timesyncd.conf")
+    assert host.service("systemd-timesyncd").is_enabled
 
 
 def test_containerd_runs_with_systemd_cgroups_and_the_pinned_sandbox_image(host):
