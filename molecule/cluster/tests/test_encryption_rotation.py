@@ -227,6 +227,17 @@ def test_nodes_that_disagree_outside_a_rotation_stop_it_before_anything_changes(
         subprocess.run(["podman", "exec", "-i", "cl-cp2", "sh", "-c", "cat > %s" % CONFIG], input=original,
                        text=True, check=True, timeout=30)
     assert len(set(checksums().values())) == 1
+    def readable_through(ip):
+        return kubectl(fetched_kubeconfig(), "--server", "https://%s:6443" % ip, "-n", NAMESPACE, "get", "secrets",
+                       check=False).returncode == 0
+
+    # cl-cp2's apiserver reloads its file by itself (automatic reload), so it ran with the hand-made key while
+    # that was there. Until it has loaded the original again, a read through the VIP that lands on it fails:
+    # wait (bounded) until every apiserver reads the Secrets, then read them through the VIP.
+    for node in CONTROL_PLANES:
+        ip = "10.123.70.%d" % (10 + int(node[-1]))
+        readable, waited = wait_for(lambda ip=ip: readable_through(ip), 60, interval=1)
+        assert readable, "%s: its apiserver cannot read the Secrets %.0f s after its file was put back" % (node, waited)
     assert read_back() == markers
 
 
