@@ -79,6 +79,12 @@ def markers():
     return values
 
 
+def readable_through(ip):
+    """Whether the apiserver at ip reads the test's Secrets (through it alone, not the VIP)."""
+    return kubectl(fetched_kubeconfig(), "--server", "https://%s:6443" % ip, "-n", NAMESPACE, "get", "secrets",
+                   check=False).returncode == 0
+
+
 def read_back():
     items = kubectl_json(fetched_kubeconfig(), "-n", NAMESPACE, "get", "secrets")["items"]
     return {s["metadata"]["name"]: base64.b64decode(s["data"]["token"]).decode() for s in items}
@@ -227,10 +233,6 @@ def test_nodes_that_disagree_outside_a_rotation_stop_it_before_anything_changes(
         subprocess.run(["podman", "exec", "-i", "cl-cp2", "sh", "-c", "cat > %s" % CONFIG], input=original,
                        text=True, check=True, timeout=30)
     assert len(set(checksums().values())) == 1
-    def readable_through(ip):
-        return kubectl(fetched_kubeconfig(), "--server", "https://%s:6443" % ip, "-n", NAMESPACE, "get", "secrets",
-                       check=False).returncode == 0
-
     # cl-cp2's apiserver reloads its file by itself (automatic reload), so it ran with the hand-made key while
     # that was there. Until it has loaded the original again, a read through the VIP that lands on it fails:
     # wait (bounded) until every apiserver reads the Secrets, then read them through the VIP.
