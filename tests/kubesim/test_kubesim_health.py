@@ -10,6 +10,7 @@ import ssl
 import urllib.error
 import urllib.request
 
+import pytest
 from kubesim.testing import LocalCluster
 
 
@@ -89,3 +90,43 @@ def test_node_goes_unknown_without_heartbeats_and_recovers(tmp_path):
             time.sleep(0.3)
         assert state()[1] == []
         assert api.get(NODE, None, "node-x")["status"]["nodeInfo"]["kubeletVersion"] == "v1.36.2"
+
+
+def test_heartbeat_retries_an_update_that_lost_a_race_to_the_node_controller():
+    """A 409 from the Node update is read again and retried (the kubelet's nodeStatusUpdateRetry); others raise."""
+    from kubesim.controllers import NODE_STATUS_UPDATE_RETRY, heartbeat_node
+    from kubesim.store import ApiError
+
+    class Store:
+        def __init__(self, failures):
+            self.failures, self.reads, self.updates = list(failures), 0, 0
+
+        def get_raw(self, resource, namespace, name):
+            self.reads += 1
+            return {"metadata": {"name": name}, "status": {}}, self.reads
+
+        def update(self, resource, obj, revision):
+            self.updates += 1
+            if self.failures:
+                raise self.failures.pop(0)
+            return dict(obj, revision=revision)
+
+    class Api:
+        def __init__(self, store):
+            self.store = store
+
+    conflict = ApiError(409, "Conflict", "the object has been modified")
+    store = Store([conflict, conflict])
+    node = heartbeat_node(Api(store), "node-x", "1.36.2", "10.0.0.9")
+    assert (store.reads, store.updates, node["revision"]) == (3, 3, 3)
+    assert node["status"]["conditions"][-1]["status"] == "True"
+
+    store = Store([conflict] * NODE_STATUS_UPDATE_RETRY)
+    with pytest.raises(ApiError) as raised:
+        heartbeat_node(Api(store), "node-x", "1.36.2", "10.0.0.9")
+    assert raised.value.code == 409 and store.updates == NODE_STATUS_UPDATE_RETRY
+
+    store = Store([ApiError(500, "InternalError", "etcd down")])
+    with pytest.raises(ApiError) as raised:
+        heartbeat_node(Api(store), "node-x", "1.36.2", "10.0.0.9")
+    assert raised.value.code == 500 and store.updates == 1

@@ -408,8 +408,26 @@ class Controllers:
                 self._safe(self.store.update, DS, ds, int(ds["metadata"]["resourceVersion"]))
 
 
+# The kubelet's nodeStatusUpdateRetry: a status update that loses a race (409) is read and tried again.
+NODE_STATUS_UPDATE_RETRY = 5
+
+
 def heartbeat_node(api, name, version, address, labels=None, unschedulable=None):
-    """What the kubelet does on start and every nodeStatusUpdateFrequency: register, then report Ready."""
+    """What the kubelet does on start and every nodeStatusUpdateFrequency: register, then report Ready.
+
+    The node lifecycle controller writes the same Node (conditions, taints), so an update can meet a newer
+    revision: like the kubelet, read it again and retry, up to NODE_STATUS_UPDATE_RETRY times.
+    """
+    for _attempt in range(NODE_STATUS_UPDATE_RETRY - 1):
+        try:
+            return _heartbeat_node_once(api, name, version, address, labels, unschedulable)
+        except ApiError as exc:
+            if exc.code != 409:
+                raise
+    return _heartbeat_node_once(api, name, version, address, labels, unschedulable)
+
+
+def _heartbeat_node_once(api, name, version, address, labels, unschedulable):
     stamp = now_rfc3339()
     node, revision = api.store.get_raw(NODE, None, name)
     conditions = [
