@@ -22,7 +22,7 @@ NOT_YET_GREEN :=
 # Scenarios on QEMU virtual machines (molecule/vm): under software emulation, on runners without usable
 # KVM such as ours, they take minutes per VM boot and seconds per Ansible task. `make test-vm` runs them
 # whole; `make molecule` leaves them out; `make test` runs molecule/vm's reduced form (test-vm-kernel)
-# next to the checks (README, Testing).
+# in the background while the checks and the first scenario's steps before its verify run (README, Testing).
 VM_SCENARIOS := vm
 # The reduced form: only the node role's steps that containers cannot prove (swap, kernel modules,
 # sysctls), with the same check mode, idempotence and reboot; the tests of the rest are named, not run.
