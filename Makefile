@@ -14,7 +14,7 @@ export PY_COLORS := 0
 
 APT_PACKAGES := podman runc debootstrap uidmap slirp4netns iproute2 iptables ca-certificates \
 	curl gnupg shellcheck haproxy keepalived etcd-server etcd-client openssh-client \
-	qemu-system-x86 qemu-utils socat dpkg-dev e2fsprogs psmisc
+	qemu-system-x86 qemu-utils socat dpkg-dev e2fsprogs psmisc gcc libc6-dev libseccomp-dev
 ALL_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 # Scenarios not yet passing end to end in one `molecule test` run. `make molecule` names them on every
 # run; `make molecule SCENARIOS=<name>` runs one. None today: every scenario runs in CI.
@@ -36,14 +36,14 @@ SANITY_ROOT := build/sanity/ansible_collections/baremetal/kubernetes
 EE_OUT ?= build/ee
 EE_TAG ?= baremetal-kubernetes-ee:$(shell sed -n 's/^version: //p' galaxy.yml)
 
-.PHONY: help deps apt venv image vm-image lint sanity units kubesim integration checks molecule test test-vm \
+.PHONY: help deps apt venv image vm-image components packages lint sanity units kubesim integration checks molecule test test-vm \
 	test-vm-kernel ee bench lab \
 	lab-destroy clean
 
 help: ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-deps: apt venv image vm-image ## apt packages, Python venv, the node image and the VM disk
+deps: apt venv image components packages vm-image ## apt packages, venv, node image, real components, VM disk
 
 apt: ## Debian packages the harness needs (root)
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -62,6 +62,12 @@ $(VENV)/.installed: requirements.txt
 
 image: ## Node image localhost/baremetal-node:debian12 (rebuilt only when its recipe changes)
 	tests/harness/build-node-image.sh
+
+components: venv ## Real Kubernetes, etcd, containerd... built from the Go module proxy (cached by version)
+	$(PY) tests/harness/components.py build
+
+packages: components image ## Their .debs (signed apt mirror), release tarballs and images (cached)
+	$(PY) tests/harness/packages.py build
 
 vm-image: image ## Debian 12 qcow2 disk for the VM scenarios, from the node image (cached by recipe)
 	tests/harness/build-vm-image.sh
@@ -87,16 +93,16 @@ $(SANITY_VENV)/.installed: requirements.txt
 	$(SANITY_VENV)/bin/pip install -q $$(grep '^ansible-core==' requirements.txt)
 	touch $@
 
-units: venv ## Unit tests (modules, plugins, role specs)
+units: venv components ## Unit tests (modules, plugins, role specs)
 	pytest -q tests/unit
 
 kubesim: venv image ## kubesim test double: unit, real-kubectl fidelity, kubeadm/kubelet and apt-mirror tests
 	pytest -q -p no:cacheprovider tests/kubesim
 
-integration: venv ## Controller-side integration tests (preflight contacts no host, collection build)
+integration: venv components ## Controller-side integration tests (preflight contacts no host, collection build)
 	pytest -q tests/integration
 
-molecule: venv image ## Every Molecule scenario (check mode, converge, idempotence, verify)
+molecule: venv image packages ## Every Molecule scenario (check mode, converge, idempotence, verify)
 	@set -e; times=""; for s in $(SCENARIOS); do \
 		if [ -n "$${BAREMETAL_QUIET_LOCK:-}" ]; then w0=$$(date +%s); \
 			flock -w 1800 $$BAREMETAL_QUIET_LOCK true || { echo "== $$BAREMETAL_QUIET_LOCK still locked after \

@@ -16,7 +16,7 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # SSH, as it reaches servers (molecule/_shared/create.yml installs a per-scenario key).
 PACKAGES=systemd,systemd-sysv,dbus,python3,python3-apt,iproute2,iputils-ping,ca-certificates,gnupg,curl,sudo,procps,netbase,apt-transport-https,openssh-server
 
-recipe_hash=$( { cat "$0"; echo "$SUITE $MIRROR $PACKAGES"; } | sha256sum | cut -c1-12)
+recipe_hash=$( { cat "$0" "$here"/node-image/*; echo "$SUITE $MIRROR $PACKAGES"; } | sha256sum | cut -c1-12)
 if podman image exists "$IMAGE:recipe-$recipe_hash"; then
   echo "node image $IMAGE:$TAG is current (recipe $recipe_hash)"
   podman tag "$IMAGE:recipe-$recipe_hash" "$IMAGE:$TAG"
@@ -41,6 +41,12 @@ for unit in systemd-remount-fs.service getty@tty1.service console-getty.service 
             systemd-firstboot.service sys-kernel-config.mount; do
   ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
+# Test world only: the same cgroup paths under both spellings for a real kubelet (see the script).
+install -m 0755 "$here/node-image/baremetal-cgroup-alias" "$root/usr/local/sbin/baremetal-cgroup-alias"
+install -m 0644 "$here/node-image/baremetal-cgroup-alias.service" "$root/etc/systemd/system/"
+mkdir -p "$root/etc/systemd/system/sysinit.target.wants"
+ln -sf /etc/systemd/system/baremetal-cgroup-alias.service \
+  "$root/etc/systemd/system/sysinit.target.wants/baremetal-cgroup-alias.service"
 # Keep images small and apt quiet and deterministic.
 printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' \
   > "$root/etc/apt/apt.conf.d/90baremetal-norecommends"
