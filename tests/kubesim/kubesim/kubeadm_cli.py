@@ -869,7 +869,9 @@ def parser():
     apply.add_argument("-y", "--yes", action="store_true")
     apply.add_argument("--certificate-renewal", default="true")
     apply.add_argument("--etcd-upgrade", default="true")
-    upgrade_sub.add_parser("node")
+    # kubesim runs no preflight checks during upgrades, so there is nothing to ignore (accepted like kubeadm).
+    apply.add_argument("--ignore-preflight-errors")
+    upgrade_sub.add_parser("node").add_argument("--ignore-preflight-errors")
     reset = sub.add_parser("reset")
     reset.add_argument("-f", "--force", action="store_true")
     reset.add_argument("--cri-socket")

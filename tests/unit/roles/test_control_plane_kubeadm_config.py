@@ -1,12 +1,12 @@
 # Copyright: baremetal.kubernetes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The control_plane role's kubeadm configuration, rendered by Ansible for a 3-control-plane inventory,
-passes kubesim's strict kubeadm config validator (transcribed from the published v1beta4, kubelet and
-kube-proxy API references) and says what the role promises.
+passes the real kubeadm's strict validation and says what the role promises.
 
-The role writes the files with `validate: <kubeadm> config validate --config %s`; here `kubeadm` is a
-shim that runs kubesim's `kubeadm config validate`, so a file kubeadm would refuse is never written and
-the playbook fails. The test then loads every rendered file with the validator again and checks it.
+The role writes the files with `validate: <kubeadm> config validate --config %s`; here that is the real
+kubeadm 1.36 built from source by tests/harness/components.py (`make components`), so a file kubeadm
+would refuse (an unknown or misspelt field, a wrong type, a duplicate key, a bad value) is never written
+and the playbook fails. The test then reads every rendered file and checks what the role promises.
 """
 
 from __future__ import annotations
@@ -14,17 +14,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
-KUBESIM = ROOT / "tests" / "kubesim"
-sys.path.insert(0, str(KUBESIM))
-
-from kubesim.kubeadm_config import ConfigError, load  # noqa: E402
+COMPONENTS = ROOT / "tests" / "harness" / "components.py"
+KUBEADM_VERSION = "1.36.3"
 
 CONTROL_PLANES = {"cp1": "10.0.0.11", "cp2": "10.0.0.12", "cp3": "10.0.0.13"}
 WORKERS = {"w1": "10.0.0.21", "w2": "10.0.0.22"}
@@ -72,6 +69,9 @@ PLAYBOOK = """
       - {name: extra, hostPath: /srv/extra, mountPath: /srv/extra, readOnly: true, pathType: Directory}
     control_plane_kubelet_extra_config:
       maxPods: 150
+    # The test host may be cgroup v1 (hybrid): the role's preflight would refuse it otherwise.
+    control_plane_kubelet_fail_cgroup_v1: false
+    control_plane_kubeadm_ignore_preflight_errors: [SystemVerification]
     __control_plane_action: none
     __control_plane_node: "{{ inventory_hostname }}"
   tasks:
@@ -113,13 +113,7 @@ def rendered(tmp_path_factory):
         "cps": _hosts(CONTROL_PLANES), "workers": _hosts(WORKERS),
         "etcd": "\n".join("        %s: {}" % n for n in CONTROL_PLANES)})
     (tmp / "render.yml").write_text(PLAYBOOK)
-    shim = tmp / "kubeadm"
-    shim.write_text(textwrap.dedent("""\
-        #!/bin/sh
-        # kubesim's kubeadm (tests/kubesim): `config validate` applies its strict v1beta4 validation.
-        PYTHONPATH=%s exec %s -m kubesim kubeadm "$@"
-        """ % (KUBESIM, sys.executable)))
-    shim.chmod(0o755)
+    shim = _real_kubeadm()
     out = tmp / "out"
     out.mkdir()
     env = dict(os.environ, RENDER_OUT=str(out), KUBEADM_SHIM=str(shim), ROLE_DIR=str(ROOT / "roles" / "control_plane"),
@@ -133,8 +127,22 @@ def rendered(tmp_path_factory):
     return out
 
 
+def _real_kubeadm():
+    found = subprocess.run([sys.executable, str(COMPONENTS), "path", "kubernetes", KUBEADM_VERSION],
+                           capture_output=True, text=True, check=False)
+    if found.returncode != 0:
+        pytest.fail("the real kubeadm %s is not built: run `make components` (%s)"
+                    % (KUBEADM_VERSION, found.stderr.strip()))
+    return Path(found.stdout.strip()) / "bin" / "kubeadm"
+
+
 def _load(path):
-    return load(path.read_text())
+    """The documents of a rendered kubeadm configuration file, by kind."""
+    docs = {}
+    for doc in yaml.safe_load_all(path.read_text()):
+        assert doc["kind"] not in docs, "%s: two %s documents" % (path, doc["kind"])
+        docs[doc["kind"]] = doc
+    return docs
 
 
 @pytest.mark.parametrize("node", sorted(CONTROL_PLANES))
@@ -204,6 +212,8 @@ def test_kubelet_and_kube_proxy_configuration(rendered):
     assert kubelet["authentication"]["anonymous"]["enabled"] is False
     assert kubelet["authorization"]["mode"] == "Webhook"
     assert kubelet["maxPods"] == 150  # control_plane_kubelet_extra_config
+    assert kubelet["failCgroupV1"] is False  # control_plane_kubelet_fail_cgroup_v1
+    assert docs["InitConfiguration"]["nodeRegistration"]["ignorePreflightErrors"] == ["SystemVerification"]
     proxy = docs["KubeProxyConfiguration"]
     assert proxy["clusterCIDR"] == "10.244.0.0/16" and proxy["mode"] == "iptables"
 
@@ -224,6 +234,7 @@ def test_join_configuration_passes_the_strict_validator(rendered, node):
                                                    "caCertHashes": ["sha256:" + "0" * 64]}
     assert join["nodeRegistration"]["name"] == node
     assert join["nodeRegistration"]["kubeletExtraArgs"] == [{"name": "node-ip", "value": address}]
+    assert join["nodeRegistration"]["ignorePreflightErrors"] == ["SystemVerification"]
     if node in CONTROL_PLANES:
         assert join["controlPlane"] == {"localAPIEndpoint": {"advertiseAddress": address, "bindPort": 6443},
                                         "certificateKey": "f" * 64}
@@ -231,10 +242,20 @@ def test_join_configuration_passes_the_strict_validator(rendered, node):
         assert "controlPlane" not in join
 
 
-def test_the_validator_would_catch_a_v1beta3_style_extra_args_map(rendered):
-    """The checks above are not vacuous: the map form of extraArgs (v1beta3) is refused under v1beta4."""
-    docs = list(yaml.safe_load_all((rendered / "cp1" / "kubeadm-config.yaml").read_text()))
-    cluster = next(d for d in docs if d["kind"] == "ClusterConfiguration")
-    cluster["scheduler"]["extraArgs"] = {"profiling": "false"}
-    with pytest.raises(ConfigError, match=r"scheduler\.extraArgs of type array"):
-        load(yaml.safe_dump_all(docs))
+@pytest.mark.parametrize("mutate, message", [
+    # The map form of extraArgs (v1beta3) under v1beta4.
+    (lambda docs: docs["ClusterConfiguration"]["scheduler"].update(extraArgs={"profiling": "false"}),
+     "extraArgs"),
+    # A misspelt field.
+    (lambda docs: docs["KubeletConfiguration"].update(failCgroupV2=False), "failCgroupV2"),
+], ids=["v1beta3-extra-args-map", "unknown-kubelet-field"])
+def test_the_real_kubeadm_refuses_what_it_should(rendered, tmp_path, mutate, message):
+    """The validation above is not vacuous: the same kubeadm refuses a broken variant of the file."""
+    docs = _load(rendered / "cp1" / "kubeadm-config.yaml")
+    mutate(docs)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump_all(list(docs.values())))
+    result = subprocess.run([str(_real_kubeadm()), "config", "validate", "--config", str(broken)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0, result.stdout
+    assert message in result.stderr + result.stdout

@@ -12,6 +12,8 @@ that file plus vars/main.yml and the role defaults.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,16 +151,31 @@ def test_an_explicit_key_url_and_method_win_over_the_os_defaults():
 
 @pytest.mark.parametrize("version, image", [
     ("1.33.4", "registry.k8s.io/pause:3.10"),
-    ("1.36.2", "registry.k8s.io/pause:3.10.1"),
+    ("1.35.4", "registry.k8s.io/pause:3.10.1"),
+    ("1.36.2", "registry.k8s.io/pause:3.10.2"),
 ])
 def test_the_sandbox_image_follows_the_kubernetes_minor(version, image):
     assert _render(FACTS["debian12"], "{{ __node_sandbox_image }}", k8s_version=version) == image
 
 
+@pytest.mark.parametrize("version", ["1.36.3", "1.37.2"])
+def test_the_sandbox_image_is_the_one_the_real_kubeadm_lists(version):
+    """The real kubeadm of each built release (tests/harness/components.py) names the same pause image."""
+    found = subprocess.run([sys.executable, str(ROOT / "tests" / "harness" / "components.py"), "path", "kubernetes",
+                            version], capture_output=True, text=True, check=False)
+    if found.returncode != 0:
+        pytest.fail("the real kubeadm %s is not built: run `make components` (%s)" % (version, found.stderr.strip()))
+    listed = subprocess.run([str(Path(found.stdout.strip()) / "bin" / "kubeadm"), "config", "images", "list",
+                             "--kubernetes-version", "v" + version], capture_output=True, text=True, timeout=60,
+                            check=True).stdout.split()
+    pause = [image for image in listed if image.startswith("registry.k8s.io/pause:")]
+    assert [_render(FACTS["debian12"], "{{ __node_sandbox_image }}", k8s_version=version)] == pause
+
+
 def test_the_sandbox_image_can_come_from_a_private_registry_or_be_set_outright():
     facts = FACTS["debian12"]
     assert _render(facts, "{{ __node_sandbox_image }}", k8s_version="1.36.2",
-                   node_containerd_sandbox_registry="reg.local:5000") == "reg.local:5000/pause:3.10.1"
+                   node_containerd_sandbox_registry="reg.local:5000") == "reg.local:5000/pause:3.10.2"
     assert _render(facts, "{{ __node_sandbox_image }}", node_containerd_sandbox_image="x/pause:9") == "x/pause:9"
 
 
