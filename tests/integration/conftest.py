@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -10,11 +11,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-KUBESIM = REPO / "tests" / "kubesim"
-# The collection (as ansible_collections.baremetal.kubernetes) and kubesim, importable by every test.
-for entry in (REPO / ".collections", KUBESIM):
+HARNESS = REPO / "tests" / "harness"
+# The collection (as ansible_collections.baremetal.kubernetes) and the harness (realapi), importable by every test.
+for entry in (REPO / ".collections", HARNESS):
     if str(entry) not in sys.path:
         sys.path.insert(0, str(entry))
+
+import realapi  # noqa: E402
 
 
 @pytest.fixture
@@ -73,3 +76,39 @@ def run_module(tmp_path, run_playbook):
         return outcome
 
     return run
+
+
+@pytest.fixture(scope="module")
+def real_cluster(request, tmp_path_factory):
+    """A real control plane (tests/harness/realapi.py) shared by the tests of one module.
+
+    The module configures it with ``REAL_CLUSTER = dict(...)``: RealCluster's options, plus ``encryption_config``
+    as the text of the --encryption-provider-config file. Missing binaries fail the tests ("run make components").
+    """
+    options = dict(getattr(request.module, "REAL_CLUSTER", {}))
+    workdir = tmp_path_factory.mktemp("realapi")
+    encryption = options.pop("encryption_config", None)
+    if encryption is not None:
+        path = workdir / "encryption.yaml"
+        path.write_text(encryption)
+        path.chmod(0o600)
+        options["encryption_config"] = str(path)
+    cluster = realapi.RealCluster(workdir / "cluster", **options)
+    problem = None
+    try:
+        cluster.start()
+    except realapi.HarnessError as exc:
+        problem = str(exc)
+    except BaseException:
+        cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    if problem:
+        cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        pytest.fail(problem, pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
