@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Build the real Kubernetes, etcd, containerd and friends from the Go module proxy (test harness only).
 
     components.py build [NAME ...]   build what is missing (all by default), one line per component
@@ -46,7 +45,7 @@ def go_version():
 
 def k8s_ldflags(version):
     """-X flags that make every Kubernetes binary report its real version (upstream: hack/lib/version.sh)."""
-    major, minor, _ = version.split(".")
+    major, minor = version.split(".")[:2]
     flags = []
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
         flags += ["-X %s.%s=%s" % (pkg, key, value) for key, value in (

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Turn the components tests/harness/components.py built into what production receives (test harness only).
 
     packages.py build [WHAT ...]            build what is missing (all by default), one line per output
@@ -310,8 +309,8 @@ def build_etcd(out, work, comps, versions):
     rel.mkdir(parents=True)
     ebin = comps["etcd"][version] / "bin"
     tarball = rel / (top + ".tar.gz")
-    tar_gz(tarball, [(top, None, 0o755)] + [("%s/%s" % (top, b), ebin / b, 0o755) for b in
-                                             ("etcd", "etcdctl", "etcdutl")]
+    tar_gz(tarball, [(top, None, 0o755)] + [("%s/%s" % (top, b), ebin / b, 0o755)
+                                            for b in ("etcd", "etcdctl", "etcdutl")]
            + [(top + "/README.md", (ETCD_README % {"version": version, "arch": ARCH}).encode(), 0o644)])
     digest = sha256_file(tarball)
     write(rel / "SHA256SUMS", "%s  %s\n" % (digest, tarball.name))
@@ -650,8 +649,8 @@ def build_output(what):
             else:
                 builder(out, work, dirs, versions)
             seconds = round(time.monotonic() - started, 1)
-            write(out / "build.json", json.dumps({"output": what, "inputs": _MEMO[what + "/inputs"],
-                                                      "seconds": seconds}, indent=2, sort_keys=True) + "\n")
+            record = {"output": what, "inputs": _MEMO[what + "/inputs"], "seconds": seconds}
+            write(out / "build.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
             out.chmod(0o755)
             out.rename(target)
         return target, seconds
@@ -672,14 +671,14 @@ exit 1
 def podman(*argv, check=True):
     proc = subprocess.run(["podman", *argv], capture_output=True, text=True, check=False, timeout=600)
     if check and proc.returncode != 0:
-        raise SystemExit("packages: `podman %s` failed (exit %d): %s" % (" ".join(argv), proc.returncode,
-                                                                          proc.stderr.strip()[-2000:]))
+        raise SystemExit("packages: `podman %s` failed (exit %d): %s"
+                         % (" ".join(argv), proc.returncode, proc.stderr.strip()[-2000:]))
     return proc
 
 
 def serve(network, ip, name, labels):
-    site, _ = build_output("site")
-    images, _ = build_output("images")
+    site = build_output("site")[0]
+    images = build_output("images")[0]
     registry_bin = component_dirs(["registry"])["registry"][components.load_versions()["registry"]] / "bin" / "registry"
     served = "%s+%s" % (site.name, images.name)
     state = "started"
@@ -704,7 +703,7 @@ def serve(network, ip, name, labels):
         podman(*argv)
     probe = "http://%s:%d/%s" % (ip, HTTP_PORT, next(iter(sorted(
         str(p.relative_to(site)) for p in site.glob("core:/stable:/*/deb/InRelease")))))
-    for _ in range(30):
+    for _attempt in range(30):
         ok = podman("exec", name, "sh", "-c", "curl -sf -o /dev/null '%s' && curl -sf -o /dev/null http://%s:%d/v2/"
                     % (probe, ip, REGISTRY_PORT), check=False).returncode == 0
         if ok:
@@ -804,7 +803,7 @@ def smoke():
         script = SMOKE_INSTALL % {"repo": repo, "full": full, "crictl": crictl, "rev": REVISION}
         # Boot first: apt racing systemd's early mounts (/tmp) fails signature checks ("error executing apt-key").
         state = ""
-        for _ in range(60):
+        for _attempt in range(60):
             state = podman("exec", node, "systemctl", "is-system-running", check=False).stdout.strip()
             if state in ("running", "degraded"):
                 break

@@ -312,8 +312,8 @@ def test_cluster_health_catches_kubelet_replica_and_skew(sim, real_cluster, tmp_
 
     # A node whose Ready condition went Unknown 95 s ago (registered so, with no Lease), and version skew: a
     # kubelet newer than the apiservers (a heartbeating node that reports v1.38.0).
-    api.request("POST", "/api/v1/nodes", body=realapi.node_body("node-x", "10.0.0.41", ready=False,
-                                                                  heartbeat_age=95))
+    api.request("POST", "/api/v1/nodes",
+                body=realapi.node_body("node-x", "10.0.0.41", ready=False, heartbeat_age=95))
     sim.kubelet.add_node("node-y", kubelet="v1.38.0")
     try:
         broken = sim.module("cluster_health", **base)

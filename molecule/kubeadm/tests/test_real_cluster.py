@@ -132,8 +132,12 @@ def test_a_real_pod_runs_on_the_worker():
         },
     }
     kubectl("apply", "-f", "-", input=json.dumps(manifest))
-    pod, waited = wait_for(lambda: (lambda p: p if p["status"].get("phase") == "Running" else None)(_pod("hello")),
-                           timeout=180, interval=2)
+
+    def running():
+        pod = _pod("hello")
+        return pod if pod["status"].get("phase") == "Running" else None
+
+    pod, waited = wait_for(running, timeout=180, interval=2)
     assert pod, "pod hello not Running after %.0f s: %s" % (waited, _pod("hello")["status"])
     assert pod["spec"]["nodeName"] == WORKER
     node = kubectl_json("get", "node", WORKER)
