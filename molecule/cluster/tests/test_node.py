@@ -21,7 +21,8 @@ from node_shell import ansible_env, inventory_args
 
 VERSION = "1.36.2"
 DEB_VERSION = VERSION + "-1.1"
-PAUSE = "registry.cluster-test.invalid:5000/pause:3.10.1"
+# The tag kubeadm 1.36 expects (its PauseVersion; tests/unit/roles/test_node_os_vars.py asks the real kubeadm).
+PAUSE = "registry.cluster-test.invalid:5000/pause:3.10.2"
 MIRROR = "10.123.70.5"
 SCENARIO = Path(__file__).resolve().parents[1]
 PROJECT = SCENARIO.parents[1]
