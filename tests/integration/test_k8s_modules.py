@@ -382,8 +382,7 @@ def haproxy_endpoint(cluster, tmp):
     config.write_text(HAPROXY % dict(socket=sock_path, port=port, servers=servers))
     kubeconfig_path = tmp / "vip.kubeconfig"
     kubeconfig_path.write_text(realapi.kubeconfig("https://127.0.0.1:%d" % port, cluster.ca_pem, *cluster.admin))
-    process = subprocess.Popen([binary, "-db", "-f", str(config)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = realapi.Process("haproxy", [binary, "-db", "-f", str(config)], tmp / "haproxy.log")
 
     def state(name):
         try:
@@ -407,8 +406,4 @@ def haproxy_endpoint(cluster, tmp):
                  what="HAProxy seeing every replica UP")
         yield str(kubeconfig_path), state
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        process.stop()
