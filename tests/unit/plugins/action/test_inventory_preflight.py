@@ -20,7 +20,7 @@ from ansible_collections.baremetal.kubernetes.plugins.action.inventory_preflight
 
 CLUSTER_VARS = {
     "k8s_version": "1.34.2",
-    "etcd_version": "3.5.21",
+    "etcd_version": "3.6.14",
     "k8s_cluster_name": "kubernetes",
     "k8s_encryption_provider": "secretbox",
     "k8s_encryption_resources": ["secrets"],
@@ -275,7 +275,7 @@ def test_cluster_argument_takes_precedence_over_task_vars():
     assert result["problems"] == []
     rendered = [call.args[0] for call in action._templar.copy_with_new_env.return_value.template.call_args_list]
     assert "not-a-version" not in rendered
-    assert "3.5.21" in rendered
+    assert "3.6.14" in rendered
 
 
 def test_cluster_argument_is_validated_too():
