@@ -319,7 +319,8 @@ class RealCluster:
         self.etcd_client = write_pair(self.pki, "apiserver-etcd-client",
                                       make_cert(etcd_ca, "kube-apiserver-etcd-client", client=True))
         ca = make_ca("kubernetes")
-        self.ca_file, _dummy = write_pair(self.pki, "ca", ca)
+        self.ca = ca
+        self.ca_file, self.ca_key_file = write_pair(self.pki, "ca", ca)
         self.ca_pem = pem_cert(ca[0])
         sans = ["127.0.0.%d" % (i + 1) for i in range(8)] + [
             "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "10.96.0.1"]
@@ -429,13 +430,26 @@ class RealCluster:
                             for index, server in enumerate(self.servers)]
         if self.with_controller_manager:
             grace = self.node_monitor_grace_period
+            # csrsigning issues the certificates of approved requests with the cluster CA, as kubeadm sets it up.
+            signs = {"csrsigning", "certificatesigningrequest-signing-controller"} & set(self.controllers)
+            signing = (["--cluster-signing-cert-file=%s" % self.ca_file,
+                        "--cluster-signing-key-file=%s" % self.ca_key_file] if signs else [])
             self.controller_manager = self._start_component("kube-controller-manager", [
                 "--controllers=%s" % ",".join(self.controllers), "--node-monitor-period=1s",
                 "--node-monitor-grace-period=%ss" % grace, "--terminated-pod-gc-threshold=1000",
-                "--concurrent-replicaset-syncs=5"])
+                "--concurrent-replicaset-syncs=5", *signing])
         if self.with_scheduler:
             self.scheduler = self._start_component("kube-scheduler", [])
         return self
+
+    def user_kubeconfig(self, user, groups=(), server_index=0):
+        """A kubeconfig (written to the work directory) with a client certificate from the cluster CA for ``user``
+        in ``groups``, e.g. a kubelet's credentials: user system:node:<name>, group system:nodes."""
+        cert, key = make_cert(self.ca, user, orgs=groups, client=True)
+        path = os.path.join(self.workdir, "kubeconfig-%s" % user.replace(":", "-"))
+        _write(path, kubeconfig(self.servers[server_index].url, self.ca_pem, pem_cert(cert), pem_key(key),
+                                user=user.replace(":", "-")).encode(), 0o600)
+        return path
 
     def _start_component(self, name, args):
         argv = [kube_binary(name), "--kubeconfig=%s" % self.kubeconfigs[0], "--leader-elect=false",

@@ -188,6 +188,9 @@ def test_extra_args_are_v1beta4_lists_with_hardening_and_overrides(rendered):
     assert flags["audit-log-maxage"] == "30" and flags["audit-log-maxbackup"] == "10"
     assert flags["tls-min-version"] == "VersionTLS12"
     assert flags["event-ttl"] == "2h"  # an extra arg
+    # serverTLSBootstrap with the role's approval (control_plane_kubelet_csr_approve): the apiserver verifies the
+    # kubelets' serving certificates against the cluster CA that signs them.
+    assert flags["kubelet-certificate-authority"] == "/etc/kubernetes/pki/ca.crt"
     assert "service-account-lookup" not in flags  # null removes a hardening flag
     assert {"name": "profiling", "value": "false"} in cluster["controllerManager"]["extraArgs"]
     assert {"name": "profiling", "value": "false"} in cluster["scheduler"]["extraArgs"]

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
+from role_vars import load_yaml, trusted
 
 ROOT = Path(__file__).resolve().parents[3]
 ROLE = ROOT / "roles" / "node"
@@ -36,24 +36,8 @@ FACTS = {
 }
 
 
-def _load(path):
-    with open(path, encoding="utf-8") as stream:
-        return yaml.safe_load(stream) or {}
-
-
-def _trusted(value):
-    """Mark strings as templates, as ansible-core does for everything loaded from a role's files."""
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {name: _trusted(item) for name, item in value.items()}
-    if isinstance(value, list):
-        return [_trusted(item) for item in value]
-    return value
-
-
 def _select_task():
-    tasks = _load(ROLE / "tasks" / "os_vars.yml")
+    tasks = load_yaml(ROLE / "tasks" / "os_vars.yml")
     [task] = [t for t in tasks if t.get("name") == "Load the per-OS variables"]
     return task
 
@@ -77,11 +61,11 @@ def _resolve(facts):
 
 def _render(facts, expression, **inventory):
     variables = {}
-    variables.update(_trusted(_load(ROOT / "roles" / "cluster_defaults" / "defaults" / "main.yml")))
-    variables.update(_trusted(_load(ROLE / "defaults" / "main.yml")))
-    variables.update(_trusted(inventory))
-    variables.update(_trusted(_load(ROLE / "vars" / "main.yml")))
-    variables.update(_trusted(_load(_resolve(facts))))
+    variables.update(trusted(load_yaml(ROOT / "roles" / "cluster_defaults" / "defaults" / "main.yml")))
+    variables.update(trusted(load_yaml(ROLE / "defaults" / "main.yml")))
+    variables.update(trusted(inventory))
+    variables.update(trusted(load_yaml(ROLE / "vars" / "main.yml")))
+    variables.update(trusted(load_yaml(_resolve(facts))))
     variables.update({"ansible_facts": facts, "group_names": ["k8s_cluster", "kube_node"]})
     return Templar(loader=DataLoader(), variables=variables).template(trust_as_template(expression))
 
@@ -97,14 +81,14 @@ def test_each_supported_system_gets_its_family_file(system, expected):
 
 def test_an_unknown_system_gets_no_file_and_the_preflight_refuses_it():
     assert _resolve(FACTS["archlinux"]) is None
-    asserts = [t for t in _load(ROLE / "tasks" / "preflight.yml")
+    asserts = [t for t in load_yaml(ROLE / "tasks" / "preflight.yml")
                if t.get("name") == "Refuse an operating system this role does not know"]
     assert "__node_os_repo_kind is defined" in asserts[0]["ansible.builtin.assert"]["that"]
 
 
 def test_every_os_file_defines_the_same_names():
-    debian = _load(ROLE / "vars" / "Debian.yml")
-    redhat = _load(ROLE / "vars" / "RedHat.yml")
+    debian = load_yaml(ROLE / "vars" / "Debian.yml")
+    redhat = load_yaml(ROLE / "vars" / "RedHat.yml")
     assert sorted(debian) == sorted(redhat)
 
 
@@ -184,7 +168,7 @@ def test_every_supported_minor_has_a_sandbox_image():
 
     (low_major, low), (high_major, high) = K8S_SUPPORTED_MINORS
     assert low_major == high_major == 1
-    tags = _load(ROLE / "vars" / "main.yml")["__node_pause_tags"]
+    tags = load_yaml(ROLE / "vars" / "main.yml")["__node_pause_tags"]
     assert sorted(tags) == sorted("1.%d" % minor for minor in range(low, high + 1))
 
 

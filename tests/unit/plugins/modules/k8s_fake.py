@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """An in-memory apiserver behind ``K8sClient._transport`` for module unit tests.
 
-Only what k8s_drain and cluster_health call is implemented; anything else answers 404 and is
-recorded, so a test sees unexpected requests. Thread-safe: k8s_drain evicts from several threads.
+Only what k8s_drain, cluster_health and kubelet_csr_approve call is implemented; anything else answers
+404 and is recorded, so a test sees unexpected requests. Thread-safe: k8s_drain evicts from several threads.
 """
 
 from __future__ import annotations
@@ -90,6 +90,16 @@ class FakeCluster:
         self.health = {}  # server -> {"readyz": (code, text) | "down", "livez": ..., "version": str}
         self.default_version = "v1.34.2"
         self.evicting = {}
+        # CertificateSigningRequests by name. ``csr_arrivals[n]``: requests that appear at the n-th list (1-based),
+        # as a kubelet's request appears while a module waits. ``csr_conflicts[name]``: how many approval writes
+        # answer 409 (each after another writer bumped the resourceVersion); ``csr_meanwhile[name]``: the
+        # condition that other writer sets before the first 409.
+        self.csrs = {}
+        self.csr_lists = 0
+        self.csr_arrivals = {}
+        self.csr_conflicts = {}
+        self.csr_meanwhile = {}
+        self._rv = 100
 
     # -- helpers for tests ------------------------------------------------------------------
     def add_node(self, name, unschedulable=False, control_plane=False, ready=True, kubelet="v1.34.2",
@@ -171,10 +181,49 @@ class FakeCluster:
         if match:
             return ok({"items": [p for p in self.pdbs if p["metadata"]["namespace"] == match.group(1)],
                        "metadata": {}})
+        if path.startswith("/apis/certificates.k8s.io/v1/certificatesigningrequests"):
+            return self._csr(method, path, body)
         if path == "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases":
             return ok({"items": [{"metadata": {"name": n}, "spec": {"renewTime": iso(t) if t else None}}
                                  for n, t in self.leases.items()], "metadata": {}})
         return status(404, "NotFound", "fake apiserver: no route for %s %s" % (method, path))
+
+    def add_csr(self, csr):
+        self._rv += 1
+        csr.setdefault("metadata", {})["resourceVersion"] = str(self._rv)
+        self.csrs[csr["metadata"]["name"]] = csr
+        return csr
+
+    def _csr(self, method, path, body):
+        rest = path[len("/apis/certificates.k8s.io/v1/certificatesigningrequests"):].strip("/").split("/")
+        if rest == [""] and method == "GET":
+            self.csr_lists += 1
+            for csr in self.csr_arrivals.pop(self.csr_lists, []):
+                self.add_csr(csr)
+            return ok({"kind": "CertificateSigningRequestList", "items": list(self.csrs.values()), "metadata": {}})
+        csr = self.csrs.get(rest[0])
+        if csr is None:
+            return status(404, "NotFound", 'certificatesigningrequests.certificates.k8s.io "%s" not found' % rest[0])
+        if len(rest) == 1 and method == "GET":
+            return ok(csr)
+        if rest[1:] == ["approval"] and method == "PUT":
+            if self.csr_conflicts.get(rest[0]):
+                self.csr_conflicts[rest[0]] -= 1
+                if rest[0] in self.csr_meanwhile:
+                    csr.setdefault("status", {}).setdefault("conditions", []).append(
+                        {"type": self.csr_meanwhile.pop(rest[0]), "status": "True", "reason": "SomeoneElse"})
+                self.add_csr(csr)
+                return status(409, "Conflict", "Operation cannot be fulfilled on certificatesigningrequests: the "
+                              "object has been modified; please apply your changes to the latest version and try again")
+            if body["metadata"].get("resourceVersion") != csr["metadata"]["resourceVersion"]:
+                return status(409, "Conflict", "stale resourceVersion")
+            conditions = (body.get("status") or {}).get("conditions") or []
+            kinds = {c["type"] for c in conditions}
+            if {"Approved", "Denied"} <= kinds or not kinds <= {"Approved", "Denied", "Failed"}:
+                return status(422, "Invalid", "conditions: invalid %s" % sorted(kinds))
+            csr["status"] = dict(csr.get("status") or {}, conditions=conditions)
+            return ok(self.add_csr(csr))
+        return status(405, "MethodNotAllowed", "fake apiserver: %s %s" % (method, path))
 
     def _health(self, server, path):
         spec = self.health.get(server, {})
