@@ -133,6 +133,40 @@ def recipes(versions):
         "env": {"CGO_ENABLED": "0"},
         "ldflags": ["-s", "-w", "-X github.com/coredns/coredns/coremain.GitCommit=v" + v],
     } for v in sorted(set(versions["coredns"].values()))]
+    flannel = versions["flannel"]
+    out["flannel"] = [{
+        "version": flannel,
+        "require": {"github.com/flannel-io/flannel": "v" + flannel},
+        # flanneld as upstream's Makefile builds it for amd64 (dist/flanneld): cgo on for the UDP backend,
+        # linked statically, the version stamped.
+        "packages": ["github.com/flannel-io/flannel"],
+        "env": {"CGO_ENABLED": "1"},
+        # Upstream links against musl; with glibc, Go's own resolver and user lookups keep the static binary
+        # free of glibc's NSS (as runc's netgo,osusergo).
+        "tags": ["netgo", "osusergo"],
+        "ldflags": ["-s", "-w", "-X github.com/flannel-io/flannel/pkg/version.Version=v" + flannel,
+                    "-extldflags -static"],
+        # The Tencent Cloud VPC backend's SDK module at the version flannel requires (v1.3.208) is withheld by
+        # the module proxy we reach (403 on its zip); the backend compiles against v1.1.0, which is served. Only
+        # that backend uses it (Backend "tencent-vpc"); vxlan and host-gw do not.
+        "replace": {"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/vpc": "v1.1.0"},
+        # install-conf (the manifest's install-cni init container) as images/Dockerfile builds it: its own
+        # `go build`, cgo off, no flags.
+        "more": [{"packages": ["github.com/flannel-io/flannel/cmd/install_conf"], "env": {"CGO_ENABLED": "0"},
+                  "ldflags": []}],
+        "rename": {"flannel": "flanneld", "install_conf": "install-conf"},
+    }]
+    # flannel-io/cni-plugin is not on the Go module proxy: the flannel meta plugin it was forked from, at the last
+    # containernetworking/plugins release that has it, stands in for the flannel-cni-plugin image's binary.
+    fcni = versions["flannel_cni_plugin"]
+    out["flannel-cni-plugin"] = [{
+        "version": fcni,
+        "require": {"github.com/containernetworking/plugins": "v" + fcni},
+        "packages": ["github.com/containernetworking/plugins/plugins/meta/flannel"],
+        "env": {"CGO_ENABLED": "0"},
+        "ldflags": ["-s", "-w",
+                    "-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=v" + fcni],
+    }]
     reg = versions["registry"]
     out["registry"] = [{
         "version": reg,
@@ -175,6 +209,11 @@ def write_wrapper(work, recipe, env):
     lines += ["\t%s %s" % (mod, ver) for mod, ver in sorted(recipe["require"].items())]
     lines.append(")")
     (work / "go.mod").write_text("\n".join(lines) + "\n")
+    if recipe.get("replace"):
+        with open(work / "go.mod", "a") as fh:
+            fh.write("\nreplace (\n")
+            fh.writelines("\t%s => %s %s\n" % (m, m, v) for m, v in sorted(recipe["replace"].items()))
+            fh.write(")\n")
     if "staging_replace" in recipe:
         (mod, ver), = recipe["require"].items()
         info = json.loads(run(["go", "mod", "download", "-json", "%s@%s" % (mod, ver)], work, env))
@@ -189,9 +228,25 @@ def write_wrapper(work, recipe, env):
             fh.write("\nreplace (\n")
             fh.writelines("\t%s => %s %s\n" % (s, s, recipe["staging_replace"]) for s in sorted(staging))
             fh.write(")\n")
-    imports = "".join('\t_ "%s"\n' % p for p in recipe["packages"])
+    imports = "".join('\t_ "%s"\n' % p for build in builds(recipe) for p in build["packages"])
     (work / "tools.go").write_text("//go:build tools\n\npackage tools\n\nimport (\n%s)\n" % imports)
     run(["go", "mod", "tidy"], work, env)
+
+
+def builds(recipe):
+    """The `go build` runs of a recipe: its own packages, then each entry of "more" (packages built with their own
+    env, ldflags and tags, as upstream builds some binaries of one module differently)."""
+    return [recipe, *recipe.get("more", [])]
+
+
+def go_build(work, bin_dir, build, env):
+    argv = ["go", "build", "-trimpath", "-o", str(bin_dir) + "/"]
+    if build.get("tags"):
+        argv += ["-tags", ",".join(build["tags"])]
+    if build.get("buildmode"):
+        argv += ["-buildmode", build["buildmode"]]
+    argv += ["-ldflags", " ".join(build["ldflags"])] + build["packages"]
+    run(argv, work, dict(env, **build.get("env", {})))
 
 
 def build_one(name, recipe, gover):
@@ -211,13 +266,8 @@ def build_one(name, recipe, gover):
             (out / "bin").mkdir(parents=True)
             work.mkdir()
             write_wrapper(work, recipe, env)
-            argv = ["go", "build", "-trimpath", "-o", str(out / "bin") + "/"]
-            if recipe.get("tags"):
-                argv += ["-tags", ",".join(recipe["tags"])]
-            if recipe.get("buildmode"):
-                argv += ["-buildmode", recipe["buildmode"]]
-            argv += ["-ldflags", " ".join(recipe["ldflags"])] + recipe["packages"]
-            run(argv, work, env)
+            for build in builds(recipe):
+                go_build(work, out / "bin", build, env)
             for old, new in recipe.get("rename", {}).items():
                 (out / "bin" / old).rename(out / "bin" / new)
             shutil.copy(work / "go.mod", out / "go.mod")

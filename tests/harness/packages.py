@@ -8,9 +8,10 @@
     packages.py prune                       remove outputs of older recipes no container mounts
     packages.py smoke                       end-to-end check on a throwaway podman network: a node installs
                                             the pinned packages from the served repository (then kubeadm of
-                                            the next minor), fetches and checks the release tarballs, pulls
-                                            images with containerd through the registry as registry.k8s.io
-                                            mirror; another container lists a tag; all removed afterwards
+                                            the next minor), fetches and checks the release tarballs and
+                                            flannel's manifest, pulls images with containerd through the
+                                            registry as registry.k8s.io and ghcr.io mirror; another container
+                                            lists a tag; all removed afterwards
 
 Outputs (WHAT), each in ``$BAREMETAL_CACHE/packages/<what>-<hash>/`` (default cache /var/cache/baremetal-kubernetes):
   apt         a signed pkgs.k8s.io-style flat repository per Kubernetes minor of components.yml,
@@ -19,11 +20,15 @@ Outputs (WHAT), each in ``$BAREMETAL_CACHE/packages/<what>-<hash>/`` (default ca
   etcd        etcd-io/etcd/releases/download/v<v>/etcd-v<v>-linux-amd64.tar.gz and SHA256SUMS (GitHub's layout)
   containerd  containerd/containerd/releases/download/v<v>/containerd-<v>-linux-amd64.tar.gz(.sha256sum) and
               opencontainers/runc/releases/download/v<v>/runc.amd64 (+ runc.sha256sum)
+  manifests   flannel-io/flannel/v<v>/Documentation/kube-flannel.yml (raw.githubusercontent.com's layout), the
+              manifest of the flannel module at the tag
   images      registry/ (a distribution registry's filesystem storage holding the control-plane, kube-proxy,
-              pause and CoreDNS images under their registry.k8s.io paths), images.json (tag -> digest),
-              registry.yml (the read-only serving configuration)
-  site        the HTTP root: apt + etcd + containerd hard-linked into one tree, and checksums.json (the role
-              variables etcd_release_checksums, node_containerd_release_checksums, node_runc_release_checksums)
+              pause and CoreDNS images under their registry.k8s.io paths, and the flannel and
+              flannel-cni-plugin images the manifest names under their ghcr.io paths), images.json
+              (full image name -> digest), registry.yml (the read-only serving configuration)
+  site        the HTTP root: apt + etcd + containerd + manifests hard-linked into one tree, and checksums.json (the
+              role variables etcd_release_checksums, node_containerd_release_checksums,
+              node_runc_release_checksums)
 
 The hash of each output covers its inputs: the names of the component build directories it packages (their
 names carry version and recipe hash), the source of the functions and constants that build it, and for images
@@ -32,8 +37,9 @@ a lock per output lets two clones build at once; build.json records the inputs a
 
 serve: the site over HTTP at http://IP:8080/ (python3 -m http.server) and the registry at http://IP:5000
 (plain HTTP, storage mounted read-only, registry in read-only maintenance mode), both from one container of
-the node image. Nodes reach the registry as a registry.k8s.io mirror through containerd's hosts.toml. The
-URLs production uses map by swapping the host: https://pkgs.k8s.io -> http://IP:8080, https://github.com ->
+the node image. Nodes reach the registry as a registry.k8s.io and a ghcr.io mirror through containerd's hosts.toml
+(a repository is stored without its registry host: kube-proxy, flannel-io/flannel). The URLs production uses map
+by swapping the host: https://pkgs.k8s.io, https://github.com and https://raw.githubusercontent.com ->
 http://IP:8080.
 """
 
@@ -68,6 +74,11 @@ EPOCH = 1767225600  # 2026-01-01T00:00:00Z, components.BUILD_DATE: fixed mtimes 
 HTTP_PORT = 8080
 REGISTRY_PORT = 5000
 REGISTRY_HOST = "registry.k8s.io"
+# Flannel's images live on GitHub's registry; the same local registry serves them as its mirror.
+GHCR_HOST = "ghcr.io"
+FLANNEL_MODULE = "github.com/flannel-io/flannel"
+# Where raw.githubusercontent.com serves the manifest at the tag, and the same path on the site.
+FLANNEL_MANIFEST = "flannel-io/flannel/v{version}/Documentation/kube-flannel.yml"
 
 # --- the apt repository ----------------------------------------------------------------------------------------
 
@@ -367,6 +378,27 @@ COPY --chmod=755 kube-proxy /usr/local/bin/kube-proxy
 ENTRYPOINT ["/usr/local/bin/kube-proxy"]
 CMD []
 """
+# As flannel's images/Dockerfile: flanneld, install-conf and mk-docker-opts.sh in /opt/bin, with iproute2, iptables
+# (nft and legacy), nftables and CA certificates; Debian's instead of Alpine's, and Debian's default iptables-nft
+# (the kube-proxy image's too) where upstream installs iptables-wrapper to pick one at start.
+FLANNEL_CONTAINERFILE = """FROM {node_image}
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
+      iproute2 iptables nftables ca-certificates >/dev/null \\
+    && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+COPY --chmod=755 flanneld install-conf mk-docker-opts.sh /opt/bin/
+ENTRYPOINT ["/opt/bin/flanneld"]
+"""
+# The flannel-cni-plugin image: /flannel, and the `cp` the manifest's init container runs (upstream's image is
+# Alpine for it); here a static busybox from Debian on an empty image.
+FLANNEL_CNI_PLUGIN_CONTAINERFILE = """FROM {node_image} AS busybox
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
+      busybox-static >/dev/null
+FROM scratch
+COPY --from=busybox /bin/busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ENV PATH={path}
+COPY --chmod=755 flannel /flannel
+"""
 PAUSE_CONTAINERFILE = """FROM scratch
 COPY --chmod=755 pause /pause
 USER 65535:65535
@@ -424,11 +456,38 @@ def node_image_id():
     return proc.stdout.strip()
 
 
-def k8s_source(version):
+def module_source(module, version):
+    """The module's source in the Go module cache (downloaded and checked against go.sum's database if missing)."""
     env = components.go_env({})
-    info = json.loads(run(["go", "mod", "download", "-json", "k8s.io/kubernetes@v" + version], env=env,
+    info = json.loads(run(["go", "mod", "download", "-json", "%s@v%s" % (module, version)], env=env,
                           cwd=tempfile.gettempdir()))
     return Path(info["Dir"])
+
+
+def k8s_source(version):
+    return module_source("k8s.io/kubernetes", version)
+
+
+def flannel_manifest(version):
+    """Documentation/kube-flannel.yml of the flannel module at the tag: the file raw.githubusercontent.com serves."""
+    return module_source(FLANNEL_MODULE, version) / "Documentation" / "kube-flannel.yml"
+
+
+def flannel_images(manifest, version):
+    """(flannel image, flannel-cni-plugin image) as the manifest names them; anything else there is an error."""
+    import yaml  # the venv's PyYAML, as components.load_versions
+
+    named = set()
+    for doc in yaml.safe_load_all(Path(manifest).read_text()):
+        spec = ((doc or {}).get("spec") or {}).get("template", {}).get("spec", {})
+        for container in spec.get("initContainers", []) + spec.get("containers", []):
+            named.add(container["image"])
+    flannel = "%s/flannel-io/flannel:v%s" % (GHCR_HOST, version)
+    plugins = sorted(i for i in named if i.startswith(GHCR_HOST + "/flannel-io/flannel-cni-plugin:"))
+    if flannel not in named or len(plugins) != 1 or named != {flannel, *plugins}:
+        raise SystemExit("packages: %s names the images %s; this recipe builds %s and one flannel-cni-plugin" % (
+            manifest, ", ".join(sorted(named)), flannel))
+    return flannel, plugins[0]
 
 
 def image_list(kubeadm, version):
@@ -509,6 +568,18 @@ def build_images(out, work, comps, versions):
          str(pause_dir / "pause"), str(k8s_source(first) / "build" / "pause" / "linux" / "pause.c")])
     run(["strip", str(pause_dir / "pause")])
     wanted["%s/pause:%s" % (REGISTRY_HOST, pause_version)] = (pause_dir, PAUSE_CONTAINERFILE)
+    # Flannel: the two images its manifest names, under their ghcr.io paths.
+    flannel = versions["flannel"]
+    flannel_image, plugin_image = flannel_images(flannel_manifest(flannel), flannel)
+    fbin = comps["flannel"][flannel] / "bin"
+    wanted[flannel_image] = (
+        context("flannel-%s" % flannel, {"flanneld": fbin / "flanneld", "install-conf": fbin / "install-conf",
+                                         "mk-docker-opts.sh": module_source(FLANNEL_MODULE, flannel) / "dist"
+                                         / "mk-docker-opts.sh"}),
+        FLANNEL_CONTAINERFILE.format(node_image=NODE_IMAGE))
+    plugin_bin = comps["flannel-cni-plugin"][versions["flannel_cni_plugin"]] / "bin" / "flannel"
+    wanted[plugin_image] = (context("flannel-cni-plugin", {"flannel": plugin_bin}),
+                            FLANNEL_CNI_PLUGIN_CONTAINERFILE.format(node_image=NODE_IMAGE, path=PATH_ENV))
     missing = sorted(set(expected) - set(wanted))
     if missing:
         raise SystemExit("packages: kubeadm lists images this recipe does not build: %s" % ", ".join(missing))
@@ -533,7 +604,7 @@ def build_images(out, work, comps, versions):
             iidfile = work / "iid"
             run(["podman", "build", "-q", "--pull=never", "--timestamp", str(EPOCH), "-f", str(ctx / "Containerfile"),
                  "--iidfile", str(iidfile), "-t", name, str(ctx)])
-            path = name[len(REGISTRY_HOST) + 1:]
+            path = name.split("/", 1)[1]  # the repository without the registry host, as a mirror is asked
             digestfile = work / "digest"
             # By image id: another clone building other versions may move the local tag meanwhile.
             run(["podman", "push", "-q", "--tls-verify=false", "--format", "oci", "--digestfile", str(digestfile),
@@ -550,6 +621,18 @@ def build_images(out, work, comps, versions):
         log.close()
     write(out / "images.json", json.dumps(digests, indent=2, sort_keys=True) + "\n")
     write(out / "registry.yml", REGISTRY_SERVE_CONFIG)
+
+
+# --- manifests ---------------------------------------------------------------------------------------------------
+
+def build_manifests(out, work, comps, versions):
+    """Flannel's manifest at the path raw.githubusercontent.com serves it, from the module (the repository at the
+    tag, checked against the Go checksum database when it was downloaded)."""
+    version = versions["flannel"]
+    dest = out / FLANNEL_MANIFEST.format(version=version)
+    dest.parent.mkdir(parents=True)
+    shutil.copyfile(flannel_manifest(version), dest)
+    dest.chmod(0o644)
 
 
 # --- the site: one HTTP root -------------------------------------------------------------------------------------
@@ -583,11 +666,14 @@ OUTPUTS = {
              KUBELET_POSTINST, RELOAD_POSTINST, json.dumps(DEB_META, sort_keys=True), REVISION], []),
     "etcd": (build_etcd, ["etcd"], [ETCD_README], []),
     "containerd": (build_containerd, ["containerd", "runc"], [], []),
-    "images": (build_images, ["kubernetes", "coredns", "registry"],
+    "images": (build_images, ["kubernetes", "coredns", "registry", "flannel", "flannel-cni-plugin"],
                [SERVER_CONTAINERFILE, KUBE_PROXY_CONTAINERFILE, PAUSE_CONTAINERFILE, COREDNS_CONTAINERFILE,
-                STATIC_PASSWD, STATIC_GROUP, STATIC_NSSWITCH, PATH_ENV, REGISTRY_BUILD_CONFIG, REGISTRY_SERVE_CONFIG,
-                image_list, k8s_source, REGISTRY_HOST], []),
-    "site": (build_site, [], [], ["apt", "etcd", "containerd"]),
+                FLANNEL_CONTAINERFILE, FLANNEL_CNI_PLUGIN_CONTAINERFILE, STATIC_PASSWD, STATIC_GROUP,
+                STATIC_NSSWITCH, PATH_ENV, REGISTRY_BUILD_CONFIG, REGISTRY_SERVE_CONFIG, image_list, module_source,
+                k8s_source, flannel_manifest, flannel_images, REGISTRY_HOST, GHCR_HOST, FLANNEL_MODULE], []),
+    "manifests": (build_manifests, ["flannel"], [module_source, flannel_manifest, FLANNEL_MODULE, FLANNEL_MANIFEST],
+                  []),
+    "site": (build_site, [], [], ["apt", "etcd", "containerd", "manifests"]),
 }
 
 
@@ -765,16 +851,20 @@ curl -fsS -o /usr/local/sbin/runc "$base/opencontainers/runc/releases/download/v
 echo "%(runc_sum)s  /usr/local/sbin/runc" | sha256sum -c --quiet
 chmod 0755 /usr/local/sbin/runc
 runc --version | head -n 1
-mkdir -p /etc/containerd/certs.d/registry.k8s.io
-printf 'server = "https://registry.k8s.io"\n\n[host."http://%(ip)s:%(reg)d"]\n  capabilities = ["pull", "resolve"]\n' \
-  > /etc/containerd/certs.d/registry.k8s.io/hosts.toml
+curl -fsS -o kube-flannel.yml "$base/%(manifest)s"
+echo "%(manifest_sum)s  kube-flannel.yml" | sha256sum -c --quiet
+for host in %(hosts)s; do
+  mkdir -p "/etc/containerd/certs.d/$host"
+  printf 'server = "https://%%s"\n\n[host."http://%(ip)s:%(reg)d"]\n  capabilities = ["pull", "resolve"]\n' "$host" \
+    > "/etc/containerd/certs.d/$host/hosts.toml"
+done
 (containerd >/tmp/containerd.log 2>&1 &)
 for _ in $(seq 1 40); do ctr version >/dev/null 2>&1 && break; sleep 0.5; done
 ctr version | sed -n 2p
 for image in %(images)s; do
   ctr -n k8s.io images pull --hosts-dir /etc/containerd/certs.d "$image" >/dev/null
 done
-ctr -n k8s.io images ls | awk '$1 ~ /^registry/ {print $1, $3}'
+ctr -n k8s.io images ls | awk '$1 ~ /^(%(hosts_re)s)\\// {print $1, $3}'
 """
 
 
@@ -829,16 +919,21 @@ def smoke():
         site = output_dir("site")
         sums = json.loads((site / "checksums.json").read_text())
         digests = json.loads((output_dir("images") / "images.json").read_text())
+        manifest = FLANNEL_MANIFEST.format(version=versions["flannel"])
         pulled = ["%s/pause:%s" % (REGISTRY_HOST, versions["pause"]),
-                  "%s/kube-apiserver:v%s" % (REGISTRY_HOST, version)]
+                  "%s/kube-apiserver:v%s" % (REGISTRY_HOST, version),
+                  *flannel_images(site / manifest, versions["flannel"])]
+        hosts = (REGISTRY_HOST, GHCR_HOST)
         script = SMOKE_RELEASES % {
             "ip": ip, "http": HTTP_PORT, "reg": REGISTRY_PORT, "images": " ".join(pulled),
+            "hosts": " ".join(hosts), "hosts_re": "|".join(h.replace(".", "\\.") for h in hosts),
+            "manifest": manifest, "manifest_sum": sha256_file(flannel_manifest(versions["flannel"])),
             "etcd": versions["etcd"], "ctd": versions["containerd"], "runc": versions["runc"],
             "etcd_sum": sums["etcd_release_checksums"][versions["etcd"]][ARCH].split(":")[1],
             "ctd_sum": sums["node_containerd_release_checksums"][versions["containerd"]][ARCH].split(":")[1],
             "runc_sum": sums["node_runc_release_checksums"][versions["runc"]][ARCH].split(":")[1]}
         out = podman("exec", node, "bash", "-c", script).stdout
-        print("  releases + containerd pulls through the mirror: %.1f s\n    %s" % (
+        print("  releases, flannel's manifest + containerd pulls through the mirrors: %.1f s\n    %s" % (
             time.monotonic() - t0, out.strip().replace("\n", "\n    ")), flush=True)
         for image in pulled:
             if "%s %s" % (image, digests[image]) not in out:
@@ -880,7 +975,7 @@ def prune():
 
 # --- CLI ---------------------------------------------------------------------------------------------------------
 
-ORDER = ["apt", "etcd", "containerd", "site", "images"]
+ORDER = ["apt", "etcd", "containerd", "manifests", "site", "images"]
 
 
 def main(argv):

@@ -393,15 +393,22 @@ def test_scale_adds_a_worker_and_only_it_and_drift_change(kubeconfig):
     print("\nscale: site.yml with %s added took %.0f s; changed per host: %s" % (
         name, elapsed, {h: r["changed"] for h, r in sorted(recap.items())}))
     assert recap[name]["changed"] > 0 and recap[name]["failed"] == 0
-    # Adding a node legitimately rewrites the node list every host keeps in /etc/hosts (common role), and
-    # each host's drift is repaired by exactly its tasks; anything else changing on an existing host is a
-    # failure, and so is a drift left in place.
+    # Adding a node legitimately rewrites the node list every host keeps in /etc/hosts (common role) and, on
+    # cl-w2, the firewall's list of the nodes that may reach the pod network's VXLAN port (node role); each
+    # host's drift is repaired by exactly its tasks. Anything else changing on an existing host is a failure,
+    # and so is a drift left in place.
     allowed = {"baremetal.kubernetes.common : List every cluster node in /etc/hosts"}
+    firewall = {"baremetal.kubernetes.node : Write the nftables rules and the unit that loads them at boot",
+                "baremetal.kubernetes.node : Reload the node firewall"}
     for host in list(CONTROL_PLANES) + list(WORKERS):
+        if host == "cl-w2":
+            assert firewall <= set(changed_tasks.get(host, [])), (host, changed_tasks.get(host))
+            assert "10.123.70.23" in node_exec(host, "nft list table inet baremetal_kubernetes").stdout
+        allowed_here = allowed | (firewall if host == "cl-w2" else set())
         assert recap[host]["failed"] == 0
         repairs = DRIFT.get(host, ("", set(), ""))[1]
         assert repairs <= set(changed_tasks.get(host, [])), (host, "drift not repaired", changed_tasks.get(host))
-        assert set(changed_tasks.get(host, [])) <= allowed | repairs, (host, changed_tasks.get(host))
+        assert set(changed_tasks.get(host, [])) <= allowed_here | repairs, (host, changed_tasks.get(host))
         if host in DRIFT:
             assert node_exec(host, DRIFT[host][2], check=False).returncode == 0, (host, DRIFT[host][2])
     nodes = {n["metadata"]["name"]: n for n in kubectl_json(kubeconfig, "get", "nodes")["items"]}
@@ -412,10 +419,10 @@ def test_scale_adds_a_worker_and_only_it_and_drift_change(kubeconfig):
 
 
 def changed_by_host(output):
-    """{host: [task names that reported changed]} from the default callback's output."""
+    """{host: [task and handler names that reported changed]} from the default callback's output."""
     result, task = {}, None
     for line in output.splitlines():
-        header = re.match(r"^TASK \[(.*)\] \**$", line)
+        header = re.match(r"^(?:TASK|RUNNING HANDLER) \[(.*)\] \**$", line)
         if header:
             task = header.group(1)
             continue

@@ -209,6 +209,10 @@ def test_the_worker_firewall_lets_in_only_the_documented_ports():
     table = w2.check_output("nft list table inet baremetal_kubernetes")
     assert "policy drop" in table and "10250" in table and "30000-32767" in table
     assert "6443" not in table  # a worker has no apiserver
+    # flannel's VXLAN port (node_firewall_node_ports) from the cluster's nodes only, cl-w3 included since the
+    # scale test (test_control_plane.py) added it.
+    nodes = ", ".join("10.123.70.%d" % i for i in (11, 12, 13, 21, 22, 23))
+    assert "ip saddr { %s } udp dport 8472 accept" % nodes in table, table
     # Listeners on an allowed NodePort and on a port nobody opened; probed from cl-w1.
     listeners = []
     try:

@@ -7,6 +7,8 @@ runs in the scenario's own containers through podman exec. Every wait is bounded
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import sys
@@ -14,7 +16,8 @@ from ipaddress import ip_address, ip_network
 from pathlib import Path
 
 import pytest
-from node_shell import node_exec, sh, wait_for
+import yaml
+from node_shell import PROJECT, ansible_env, inventory_args, node_exec, sh, wait_for
 
 CONTROL_PLANE, WORKER = "kd-cp1", "kd-w1"
 NODES = {CONTROL_PLANE: "10.123.80.11", WORKER: "10.123.80.21"}
@@ -29,6 +32,12 @@ ETCDCTL = (
     " --cert=/etc/kubernetes/pki/apiserver-etcd-client.crt --key=/etc/kubernetes/pki/apiserver-etcd-client.key"
 )
 NAMESPACE = "kubeadm-test"
+# The cni role's default pod network (roles/cni/defaults/main.yml) and the images its manifest names.
+FLANNEL_VERSION = "0.28.11"
+FLANNEL_IMAGE = "ghcr.io/flannel-io/flannel:v%s" % FLANNEL_VERSION
+FLANNEL_CNI_PLUGIN_IMAGE = "ghcr.io/flannel-io/flannel-cni-plugin:v1.10.0-flannel1"
+# An image with python3 and curl: kube-proxy's is built FROM the node image (tests/harness/packages.py).
+TOOLS_IMAGE = "registry.k8s.io/kube-proxy:%s" % K8S_VERSION
 
 
 def kubeconfig():
@@ -160,6 +169,237 @@ def test_coredns_is_available_through_the_service_network():
         "get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns", "-o", "wide").stdout)
     image = deploy["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "registry.k8s.io/coredns/coredns:v1.14.2"
+
+
+def test_flannel_runs_on_both_nodes_from_the_mirrored_images():
+    """The cni role applied flannel's pinned manifest; its DaemonSet is ready on both nodes, pulled via ghcr.io's
+    mirror, and each node has its vxlan device, its subnet lease inside its podCIDR and the CNI configuration."""
+    def ready():
+        ds = kubectl_json("get", "daemonset", "-n", "kube-flannel", "kube-flannel-ds")
+        status = ds["status"]
+        done = status.get("desiredNumberScheduled") == len(NODES) == status.get("numberReady") \
+            == status.get("updatedNumberScheduled")
+        return ds if done else None
+
+    ds, waited = wait_for(ready, timeout=180, interval=3)
+    assert ds, "kube-flannel-ds not ready on %d nodes after %.0f s: %s" % (len(NODES), waited, kubectl(
+        "get", "pods", "-n", "kube-flannel", "-o", "wide").stdout)
+    spec = ds["spec"]["template"]["spec"]
+    assert [c["image"] for c in spec["initContainers"]] == [FLANNEL_CNI_PLUGIN_IMAGE, FLANNEL_IMAGE]
+    assert [c["image"] for c in spec["containers"]] == [FLANNEL_IMAGE]
+    pods = kubectl_json("get", "pods", "-n", "kube-flannel", "-l", "app=flannel")["items"]
+    assert sorted(p["spec"]["nodeName"] for p in pods) == sorted(NODES)
+
+    # The manifest the role applied is the published one (the sha256 the role pins), with k8s_pod_subnet.
+    pinned = yaml.safe_load((PROJECT / "roles" / "cni" / "vars" / "main.yml").read_text())[
+        "__cni_manifest_checksums"]["flannel"][FLANNEL_VERSION]
+    published = node_exec(CONTROL_PLANE, "cat /etc/kubernetes/cni/flannel-%s.published.yaml" % FLANNEL_VERSION).stdout
+    assert "sha256:" + hashlib.sha256(published.encode()).hexdigest() == pinned
+    config = kubectl_json("get", "configmap", "-n", "kube-flannel", "kube-flannel-cfg")["data"]
+    assert json.loads(config["net-conf.json"])["Backend"] == {"Type": "vxlan"}
+
+    for name, address in NODES.items():
+        node = kubectl_json("get", "node", name)
+        annotations = node["metadata"]["annotations"]
+        assert annotations["flannel.alpha.coreos.com/backend-type"] == "vxlan", annotations
+        assert annotations["flannel.alpha.coreos.com/public-ip"] == address, annotations
+        env = dict(line.split("=", 1) for line in node_exec(name, "cat /run/flannel/subnet.env").stdout.split())
+        assert ip_network(env["FLANNEL_SUBNET"], strict=False).subnet_of(ip_network(node["spec"]["podCIDR"]))
+        link = node_exec(name, "ip -d link show flannel.1").stdout
+        assert "vxlan id 1 " in link and "dstport 8472" in link, link
+        conflist = json.loads(node_exec(name, "cat /etc/cni/net.d/10-flannel.conflist").stdout)
+        assert [p["type"] for p in conflist["plugins"]] == ["flannel", "portmap"]
+        # The install-cni-plugin init container copied the plugin from its image (the CNI skeleton prints the
+        # version on stderr).
+        assert "flannel plugin" in node_exec(name, "/opt/cni/bin/flannel --version").stderr
+
+    hosts = node_exec(WORKER, "cat /etc/containerd/certs.d/ghcr.io/hosts.toml").stdout
+    assert '[host."http://10.123.80.5:5000"]' in hosts
+    log = sh("podman", "logs", REPO).stdout + sh("podman", "logs", REPO).stderr
+    for path in ("flannel-io/flannel/manifests/v%s" % FLANNEL_VERSION,
+                 "flannel-io/flannel-cni-plugin/manifests/" + FLANNEL_CNI_PLUGIN_IMAGE.rsplit(":", 1)[1]):
+        assert "/v2/%s" % path in log, path
+
+
+def _start_web_pod(name, node, control_plane=False):
+    """A pod on ``node`` serving /name (its own name) over HTTP on 8080; a toleration to run on the control plane."""
+    spec = {
+        "nodeSelector": {"kubernetes.io/hostname": node},
+        "containers": [{
+            "name": "web", "image": TOOLS_IMAGE,
+            "command": ["sh", "-c", "mkdir -p /srv && hostname > /srv/name && exec python3 -u -m http.server 8080"
+                                    " --directory /srv"],
+            "ports": [{"containerPort": 8080}],
+            "readinessProbe": {"httpGet": {"path": "/name", "port": 8080}, "periodSeconds": 2},
+        }],
+    }
+    if control_plane:
+        spec["tolerations"] = [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
+                                "effect": "NoSchedule"}]
+    manifest = {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app": name}}, "spec": spec}
+    kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+
+def _ready_pod(name):
+    def ready():
+        pod = _pod(name)
+        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        return pod if conditions.get("Ready") == "True" else None
+
+    pod, waited = wait_for(ready, timeout=180, interval=2)
+    assert pod, "pod %s not Ready after %.0f s: %s" % (name, waited, _pod(name)["status"])
+    return pod
+
+
+def _container(node, pod):
+    """The id of the pod's running container on the node (tests exec through crictl there, as above, not
+    through the kubelet's API)."""
+    found = json.loads(node_exec(node, "crictl ps --name web --label io.kubernetes.pod.namespace=%s"
+                                       " --label io.kubernetes.pod.name=%s -o json" % (NAMESPACE, pod)).stdout)[
+        "containers"]
+    assert len(found) == 1, found
+    return found[0]["id"]
+
+
+def _fetch(node, pod, url):
+    """GET url from inside the pod on node (bounded retries while routes and rules settle)."""
+    command = "crictl exec %s curl -sS --max-time 5 %s" % (_container(node, pod), url)
+    result, waited = wait_for(lambda: node_exec(node, command, check=False).returncode == 0, timeout=60, interval=2)
+    assert result, "%s on %s cannot GET %s after %.0f s: %s" % (pod, node, url, waited, node_exec(
+        node, command, check=False))
+    return node_exec(node, command).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def web_pods():
+    """One web pod on each node: web-cp on the control plane (tolerating its taint), web-w1 on the worker."""
+    kubectl("create", "namespace", NAMESPACE, check=False)
+    _start_web_pod("web-cp", CONTROL_PLANE, control_plane=True)
+    _start_web_pod("web-w1", WORKER)
+    return {"web-cp": _ready_pod("web-cp"), "web-w1": _ready_pod("web-w1")}
+
+
+def _tx_packets(node):
+    return int(node_exec(node, "cat /sys/class/net/flannel.1/statistics/tx_packets").stdout)
+
+
+def test_pods_on_different_nodes_reach_each_other_by_pod_ip(web_pods):
+    """Pod to pod across the nodes, both ways, through flannel's vxlan: each pod IP is in its node's podCIDR,
+    the answer names the other pod, the server sees the client's own pod IP (no NAT inside the pod network),
+    and the sending node's flannel.1 counted the packets."""
+    pairs = (("web-cp", CONTROL_PLANE, "web-w1", WORKER), ("web-w1", WORKER, "web-cp", CONTROL_PLANE))
+    for client, client_node, server, server_node in pairs:
+        pod = web_pods[server]
+        assert pod["spec"]["nodeName"] == server_node
+        node = kubectl_json("get", "node", server_node)
+        assert ip_address(pod["status"]["podIP"]) in ip_network(node["spec"]["podCIDR"])
+        sent = _tx_packets(client_node)
+        answer = _fetch(client_node, client, "http://%s:8080/name" % pod["status"]["podIP"])
+        assert answer == server
+        assert _tx_packets(client_node) > sent
+        logs = node_exec(server_node, "crictl logs %s 2>&1" % _container(server_node, server)).stdout
+        assert '%s - - ' % web_pods[client]["status"]["podIP"] in logs, logs
+
+
+def test_a_cluster_ip_service_reaches_a_pod_on_the_other_node(web_pods):
+    """A ClusterIP Service in front of the worker's pod answers the control plane's pod, by IP and by name."""
+    service = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": NAMESPACE},
+        "spec": {"type": "ClusterIP", "selector": {"app": "web-w1"},
+                 "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]},
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(service))
+    cluster_ip = kubectl_json("get", "service", "-n", NAMESPACE, "web")["spec"]["clusterIP"]
+    assert ip_address(cluster_ip) in ip_network("10.96.0.0/12")
+
+    def endpoint():
+        slices = kubectl_json("get", "endpointslices", "-n", NAMESPACE, "-l", "kubernetes.io/service-name=web")
+        return [a for s in slices["items"] for e in s.get("endpoints") or [] for a in e["addresses"]
+                if e.get("conditions", {}).get("ready")]
+
+    addresses, waited = wait_for(endpoint, timeout=60, interval=2)
+    assert addresses == [web_pods["web-w1"]["status"]["podIP"]], "endpoints after %.0f s: %s" % (waited, addresses)
+    assert _fetch(CONTROL_PLANE, "web-cp", "http://%s/name" % cluster_ip) == "web-w1"
+    assert _fetch(CONTROL_PLANE, "web-cp", "http://web.%s.svc.cluster.local/name" % NAMESPACE) == "web-w1"
+
+
+def test_each_kubelet_serves_a_certificate_of_the_cluster_ca_for_its_own_name_and_address():
+    """serverTLSBootstrap: site.yml approved each kubelet's serving request (kubelet_csr_approve), the signer
+    issued it, and kube-apiserver checks it (--kubelet-certificate-authority)."""
+    for node, address in NODES.items():
+        pem = "/var/lib/kubelet/pki/kubelet-server-current.pem"
+        verify = node_exec(node, "openssl verify -CAfile /etc/kubernetes/pki/ca.crt %s" % pem, check=False)
+        assert verify.returncode == 0, (node, verify.stdout, verify.stderr)
+        text = node_exec(node, "openssl x509 -noout -subject -ext subjectAltName -in %s" % pem).stdout
+        assert "CN = system:node:%s" % node in text, text
+        sans = sorted(part.strip() for part in text.split("X509v3 Subject Alternative Name:")[1].split(","))
+        assert sans == sorted(["DNS:%s" % node, "IP Address:%s" % address]), sans
+    manifest = yaml.safe_load(node_exec(CONTROL_PLANE, "cat /etc/kubernetes/manifests/kube-apiserver.yaml").stdout)
+    assert "--kubelet-certificate-authority=/etc/kubernetes/pki/ca.crt" in manifest["spec"]["containers"][0]["command"]
+
+
+def test_kubectl_logs_and_exec_reach_a_pod_on_every_node(web_pods):
+    """Through the VIP: the apiserver connects to each node's kubelet, verifying its serving certificate."""
+    for pod, node in (("web-cp", CONTROL_PLANE), ("web-w1", WORKER)):
+        assert web_pods[pod]["spec"]["nodeName"] == node
+        assert kubectl("exec", "-n", NAMESPACE, pod, "--", "cat", "/srv/name").stdout.strip() == pod
+        _fetch(node, pod, "http://127.0.0.1:8080/name")  # a request of its own, so the log has a line
+        logs = kubectl("logs", "-n", NAMESPACE, pod).stdout
+        assert '"GET /name HTTP/1.1" 200' in logs, (pod, logs)
+
+
+# name -> (who asks, subject, subjectAltName). kube-apiserver itself refuses a node that asks in another
+# node's name ("can only create a node CSR with CN=system:node:<its own name>"), so that forgery comes from
+# another credential: the cluster admin.
+FORGED = {
+    # The worker's kubelet asks for a serving certificate that also names the control plane's address.
+    "forged-other-address": ("kubelet", "/CN=system:node:%s/O=system:nodes" % WORKER,
+                             "DNS:%s,IP:%s,IP:%s" % (WORKER, NODES[WORKER], NODES[CONTROL_PLANE])),
+    # The control plane's name and address, asked for by someone who is not that node's kubelet.
+    "forged-other-node": ("admin", "/CN=system:node:%s/O=system:nodes" % CONTROL_PLANE,
+                          "DNS:%s,IP:%s" % (CONTROL_PLANE, NODES[CONTROL_PLANE])),
+}
+
+
+def _submit_forged(name, who, subject, sans):
+    """A kubelet-serving request made with the worker kubelet's own credential (/etc/kubernetes/kubelet.conf)
+    or with the admin's (the fetched kubeconfig, through the VIP)."""
+    key, csr = "/tmp/%s.key" % name, "/tmp/%s.csr" % name
+    node_exec(WORKER, "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout %s -out %s"
+                      " -subj '%s' -addext 'subjectAltName=%s' 2>/dev/null" % (key, csr, subject, sans))
+    request = base64.b64encode(node_exec(WORKER, "cat %s" % csr).stdout.encode()).decode()
+    node_exec(WORKER, "rm -f %s %s" % (key, csr))
+    manifest = json.dumps({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                           "metadata": {"name": name},
+                           "spec": {"request": request, "signerName": "kubernetes.io/kubelet-serving",
+                                    "usages": ["digital signature", "server auth"]}})
+    if who == "kubelet":
+        node_exec(WORKER, "kubectl --kubeconfig /etc/kubernetes/kubelet.conf create -f - <<'EOF'\n%s\nEOF" % manifest)
+    else:
+        kubectl("create", "-f", "-", input=manifest)
+
+
+def test_forged_serving_requests_stay_pending_and_are_reported():
+    """The kubelet_csr step of site.yml approves nothing that does not match the requesting node, and names it."""
+    for name, (who, subject, sans) in FORGED.items():
+        _submit_forged(name, who, subject, sans)
+    try:
+        requesters = {name: kubectl_json("get", "csr", name)["spec"]["username"] for name in FORGED}
+        assert requesters["forged-other-address"] == "system:node:%s" % WORKER
+        assert not requesters["forged-other-node"].startswith("system:node:"), requesters
+        run = sh("ansible-playbook", *inventory_args(), str(PROJECT / "playbooks" / "site.yml"), timeout=600,
+                 check=False, env=ansible_env("kubelet_csr"))
+        output = " ".join((run.stdout + run.stderr).split())
+        assert run.returncode == 0, output[-3000:]
+        for name in FORGED:
+            conditions = kubectl_json("get", "csr", name)["status"].get("conditions", [])
+            assert conditions == [], (name, conditions)
+            assert name in output, output[-3000:]
+        assert "changed=0" in output.rsplit("PLAY RECAP", maxsplit=1)[-1], output[-2000:]
+    finally:
+        kubectl("delete", "csr", *FORGED, check=False)
 
 
 @pytest.fixture(scope="module", autouse=True)

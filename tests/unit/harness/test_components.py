@@ -64,3 +64,18 @@ def test_cni_plugins_coredns_and_registry_report_their_releases():
     for version in sorted(set(VERSIONS["coredns"].values())):
         assert "CoreDNS-%s" % version in run(built("coredns", version) / "coredns", "-version")
     assert "v%s" % VERSIONS["registry"] in run(built("registry") / "registry", "--version")
+
+
+def test_flannel_and_the_cni_plugin_stand_in_report_their_releases(tmp_path):
+    flannel = built("flannel")
+    version = subprocess.run([str(flannel / "flanneld"), "--version"], capture_output=True, text=True, timeout=60,
+                             check=True)
+    assert (version.stdout + version.stderr).strip() == "v" + VERSIONS["flannel"]  # klog's flags: on stderr
+    # install-conf is what the manifest's install-cni init container runs: it copies the CNI configuration.
+    (tmp_path / "cni-conf.json").write_text('{"name": "cbr0"}\n')
+    (tmp_path / "net.d").mkdir()  # a hostPath the kubelet made
+    run(flannel / "install-conf", tmp_path / "cni-conf.json", tmp_path / "net.d" / "10-flannel.conflist")
+    assert (tmp_path / "net.d" / "10-flannel.conflist").read_text() == '{"name": "cbr0"}\n'
+    plugin = subprocess.run([str(built("flannel-cni-plugin") / "flannel"), "--version"], capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert "CNI flannel plugin v%s" % VERSIONS["flannel_cni_plugin"] in plugin.stdout + plugin.stderr

@@ -93,3 +93,34 @@ def test_output_hash_covers_component_dirs_and_recipe(monkeypatch, tmp_path):
     monkeypatch.setitem(packages.OUTPUTS, "etcd", (packages.build_etcd, ["etcd"], ["changed"], []))
     assert packages.output_dir("etcd") != first
     packages._MEMO.clear()
+
+
+def test_the_served_flannel_manifest_is_the_one_the_cni_role_pins():
+    """The file the site serves (the flannel module's, at components.yml's version) has the sha256 roles/cni pins
+    for that version, and names the two images build_images makes."""
+    import yaml
+
+    root = HARNESS.parents[1]
+    version = yaml.safe_load((HARNESS / "components.yml").read_text())["flannel"]
+    pinned = yaml.safe_load((root / "roles" / "cni" / "vars" / "main.yml").read_text())["__cni_manifest_checksums"]
+    manifest = packages.flannel_manifest(version)
+    assert pinned["flannel"][version] == "sha256:" + packages.sha256_file(manifest)
+    assert packages.FLANNEL_MANIFEST.format(version=version) == \
+        "flannel-io/flannel/v%s/Documentation/kube-flannel.yml" % version
+    flannel, plugin = packages.flannel_images(manifest, version)
+    assert flannel == "ghcr.io/flannel-io/flannel:v" + version
+    assert plugin.startswith("ghcr.io/flannel-io/flannel-cni-plugin:v")
+
+
+def test_flannel_images_refuses_a_manifest_naming_other_images(tmp_path):
+    manifest = tmp_path / "kube-flannel.yml"
+    manifest.write_text(
+        "kind: DaemonSet\nspec:\n  template:\n    spec:\n"
+        "      initContainers: [{name: a, image: 'ghcr.io/flannel-io/flannel-cni-plugin:v1'}]\n"
+        "      containers: [{name: b, image: 'ghcr.io/flannel-io/flannel:v0.1.0'},"
+        " {name: c, image: 'docker.io/library/busybox:1'}]\n")
+    with pytest.raises(SystemExit, match=r"docker\.io/library/busybox:1"):
+        packages.flannel_images(manifest, "0.1.0")
+    manifest.write_text(manifest.read_text().replace(", {name: c, image: 'docker.io/library/busybox:1'}", ""))
+    assert packages.flannel_images(manifest, "0.1.0") == (
+        "ghcr.io/flannel-io/flannel:v0.1.0", "ghcr.io/flannel-io/flannel-cni-plugin:v1")

@@ -177,3 +177,14 @@ def test_worker_firewall_ports():
     assert _render(facts, "{{ __node_firewall_ports }}") == [
         "22/tcp", "10250/tcp", "10256/tcp", "30000-32767/tcp", "30000-32767/udp"]
     assert _render(facts, "{{ __node_firewall_vrrp }}") is False
+
+
+def test_node_ports_are_open_to_every_cluster_node_by_its_node_ip_else_its_ansible_host():
+    hostvars = {"cp1": {"ansible_host": "192.168.1.11", "node_ip": "10.0.0.11"},
+                "w1": {"ansible_host": "10.0.0.21"},
+                "w2": {"ansible_host": "192.168.1.22", "node_ip": "10.0.0.22,fd00::22"}}
+    groups = {"k8s_cluster": ["cp1", "w1", "w2"]}
+    facts = FACTS["debian12"]
+    assert _render(facts, "{{ node_firewall_node_ports }}") == ["8472/udp"]
+    assert _render(facts, "{{ __node_firewall_node_sources }}", groups=groups, hostvars=hostvars) == [
+        "10.0.0.11", "10.0.0.21", "10.0.0.22", "fd00::22"]
