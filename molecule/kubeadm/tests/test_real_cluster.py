@@ -19,8 +19,8 @@ import pytest
 import yaml
 from node_shell import PROJECT, ansible_env, inventory_args, node_exec, sh, wait_for
 
-CONTROL_PLANE, WORKER = "kd-cp1", "kd-w1"
-NODES = {CONTROL_PLANE: "10.123.80.11", WORKER: "10.123.80.21"}
+CONTROL_PLANE, JOINED, WORKER = "kd-cp1", "kd-cp2", "kd-w1"
+NODES = {CONTROL_PLANE: "10.123.80.11", JOINED: "10.123.80.12", WORKER: "10.123.80.21"}
 # molecule.yml and tests/harness/components.yml.
 K8S_VERSION = "v1.36.3"
 ETCD_VERSION = "3.6.17"
@@ -68,11 +68,11 @@ def test_every_node_is_ready_at_the_real_version_with_its_role():
         assert info["containerRuntimeVersion"] == "containerd://" + CONTAINERD_VERSION.lstrip("v"), (name, info)
         addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
         assert addresses["InternalIP"] == NODES[name]
-    labels = nodes[CONTROL_PLANE]["metadata"]["labels"]
-    assert "node-role.kubernetes.io/control-plane" in labels
+    for name in (CONTROL_PLANE, JOINED):
+        assert "node-role.kubernetes.io/control-plane" in nodes[name]["metadata"]["labels"]
+        taints = nodes[name]["spec"].get("taints", [])
+        assert {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"} in taints
     assert "node-role.kubernetes.io/control-plane" not in nodes[WORKER]["metadata"]["labels"]
-    taints = nodes[CONTROL_PLANE]["spec"].get("taints", [])
-    assert {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"} in taints
 
 
 def test_the_binaries_report_their_real_versions():
@@ -93,14 +93,30 @@ def test_the_binaries_report_their_real_versions():
 def test_the_control_plane_runs_as_static_pods_of_the_real_images():
     pods = {p["metadata"]["name"]: p for p in kubectl_json("get", "pods", "-n", "kube-system")["items"]}
     for component in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
-        pod = pods["%s-%s" % (component, CONTROL_PLANE)]
-        assert pod["status"]["phase"] == "Running", pod["status"]
-        image = pod["spec"]["containers"][0]["image"]
-        assert image == "registry.k8s.io/%s:%s" % (component, K8S_VERSION)
+        for node in (CONTROL_PLANE, JOINED):
+            pod = pods["%s-%s" % (component, node)]
+            assert pod["status"]["phase"] == "Running", pod["status"]
+            image = pod["spec"]["containers"][0]["image"]
+            assert image == "registry.k8s.io/%s:%s" % (component, K8S_VERSION)
     # kube-proxy runs on both nodes (a DaemonSet kubeadm applied).
     proxies = [p for p in pods.values() if p["metadata"]["name"].startswith("kube-proxy-")]
     assert sorted(p["spec"]["nodeName"] for p in proxies) == sorted(NODES)
     assert all(p["status"]["phase"] == "Running" for p in proxies), [p["status"] for p in proxies]
+
+
+def test_the_joined_control_plane_got_the_clusters_certificates_and_serves():
+    """kubeadm join --control-plane downloaded the certificates kubeadm-certs held (the external etcd's client
+    certificate among them): kd-cp2's copies are kd-cp1's, and its apiserver answers with the cluster's CA."""
+    for path in ("ca.crt", "ca.key", "sa.key", "front-proxy-ca.crt", "apiserver-etcd-client.crt",
+                 "apiserver-etcd-client.key", "etcd/ca.crt"):
+        digests = {node: node_exec(node, "sha256sum /etc/kubernetes/pki/%s" % path).stdout.split()[0]
+                   for node in (CONTROL_PLANE, JOINED)}
+        assert len(set(digests.values())) == 1, (path, digests)
+    answer = node_exec(JOINED, "curl -sS --max-time 5 --cacert /etc/kubernetes/pki/ca.crt https://%s:6443/readyz"
+                       % NODES[JOINED]).stdout
+    assert answer == "ok", answer
+    # The join configuration, which held the token and the certificate key, was deleted after the join.
+    assert not node_exec(JOINED, "ls /etc/kubernetes/kubeadm/kubeadm-join.yaml 2>/dev/null || true").stdout.strip()
 
 
 def test_the_apiserver_stores_in_the_real_external_etcd():
