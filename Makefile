@@ -152,12 +152,12 @@ ee: venv ## AWX/AAP execution environment: build context in build/ee (EE_BUILD=1
 bench: venv image ## Benchmarks, never asserted: each tests/bench/bench_* prints a results table
 	@shopt -s nullglob; set -e; for b in tests/bench/bench_*; do echo "== $$b"; $$b; done
 
-lab: venv image ## 5 local podman nodes + kubesim's package mirror, then site.yml against inventories/lab
+lab: venv image packages ## 5 local podman nodes + the real components' repository, then site.yml (inventories/lab)
 	tests/harness/lab.sh up
 	ansible-playbook site.yml -i inventories/lab
 	@tests/harness/lab.sh usage
 
-lab-destroy: ## Remove the lab: nodes, package mirror, network and build/lab
+lab-destroy: ## Remove the lab: every container labelled baremetal.lab, its network and build/lab
 	tests/harness/lab.sh down
 
 clean: ## Remove build output, the VM disk included (keeps the venv and the node image)

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # `make lab` / `make lab-destroy`: the local lab described by inventories/lab.
-#   lab.sh up       create the network, the nodes (reachable over SSH with the lab's own key) and the
-#                   kubesim package mirror (idempotent: existing containers are kept)
-#   lab.sh usage    print how to reach the cluster once site.yml ran
-#   lab.sh down     remove the nodes, the mirror, the network and the lab's state directory
-# State (SSH key, fetched admin kubeconfig) lives in build/lab/, which inventories/lab points at.
+#   lab.sh up       create the network, the nodes (reachable over SSH with the lab's own key) and
+#                   lab-repo, which serves the real components (tests/harness/packages.py: the signed
+#                   apt repository, the release tarballs and the image registry; idempotent: existing
+#                   containers are kept)
+#   lab.sh usage    show the nodes as the real kubelets report them, and how to reach the cluster
+#   lab.sh down     remove every container and the network of the lab, and its state directory
+# State (SSH key, the served release checksums, fetched admin kubeconfig) lives in build/lab/, which
+# inventories/lab points at.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -14,8 +17,9 @@ SUBNET=10.123.10.0/24
 IMAGE=localhost/baremetal-node:debian12
 # name:ip, as in inventories/lab (hosts.yml; the mirror and the VIP in group_vars/all/cluster.yml)
 NODES="lab-cp1:10.123.10.11 lab-cp2:10.123.10.12 lab-cp3:10.123.10.13 lab-w1:10.123.10.21 lab-w2:10.123.10.22"
-MIRROR=lab-mirror
-MIRROR_IP=10.123.10.5
+REPO=lab-repo
+REPO_IP=10.123.10.5
+PY="$root/.venv/bin/python"
 VIP=10.123.10.100
 STATE="$root/build/lab"
 KEY="$STATE/ssh_key"
@@ -62,20 +66,33 @@ up() {
     ssh "${SSH_OPTS[@]}" "root@$ip" true || { echo "lab: $name: no SSH on $ip after 30 s" >&2; exit 1; }
     echo "$name: $state, ssh root@$ip ok"
   done
-  "$here/kubesim-mirror.sh" serve "$NETWORK" "$MIRROR_IP" "$MIRROR" "$LABEL"
+  "$PY" "$here/packages.py" serve "$NETWORK" "$REPO_IP" "$REPO" "$LABEL"
+  # The release checksums of what lab-repo serves (inventories/lab reads them).
+  cp "$("$PY" "$here/packages.py" path site)/checksums.json" "$STATE/checksums.json"
 }
 
 usage() {
+  local kubectl="$root/.venv/bin/kubectl" nodes ready
+  # What the real kubelets report, through the VIP (bounded: 10 s a request).
+  nodes=$("$kubectl" --kubeconfig "$KUBECONFIG_FILE" --request-timeout=10s get nodes -o wide)
+  ready=$(awk 'NR > 1 && $2 == "Ready"' <<<"$nodes" | wc -l)
   cat <<EOF
 
 The lab cluster: 3 control-plane nodes (etcd, HAProxy + keepalived), 2 workers; API at https://$VIP:8443
+\$ kubectl get nodes -o wide
+$nodes
+
   export KUBECONFIG=$KUBECONFIG_FILE
-  $root/.venv/bin/kubectl get nodes -o wide
+  $kubectl get pods -A
 A shell on a node:   podman exec -it lab-cp1 bash
   (or ssh -i $KEY -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no root@10.123.10.11)
 Re-run Ansible:      ansible-playbook site.yml -i inventories/lab [--tags etcd,...]
 Remove everything:   make lab-destroy
 EOF
+  if [ "$ready" -ne "$(wc -w <<<"$NODES")" ]; then
+    echo "lab: $ready of $(wc -w <<<"$NODES") nodes are Ready" >&2
+    exit 1
+  fi
 }
 
 down() {
@@ -84,12 +101,26 @@ down() {
   for node in $NODES; do
     ssh -o ControlPath="$HOME/.ansible/cp/%C" -O exit "root@${node##*:}" >/dev/null 2>&1 || true
   done
-  for node in $NODES $MIRROR:; do
-    podman rm -f -t 2 "${node%%:*}" >/dev/null 2>&1 || true
+  # Every container of the lab by its label (nodes, lab-repo, and any a broken run left behind),
+  # retried a bounded number of times: a removal can fail while a node's systemd is still stopping.
+  # Success is what podman lists afterwards, never the exit status of rm alone.
+  local left=""
+  for _ in 1 2 3; do
+    left=$(podman ps -a --filter "label=$LABEL" --format '{{.Names}}')
+    [ -z "$left" ] && break
+    # shellcheck disable=SC2086 # one name per word
+    podman rm -f -t 5 $left >/dev/null 2>&1 || true
   done
-  podman network rm "$NETWORK" >/dev/null 2>&1 || true
+  left=$(podman ps -a --filter "label=$LABEL" --format '{{.Names}}')
+  if [ -n "$left" ]; then
+    echo "lab: still there after 3 attempts: $(tr '\n' ' ' <<<"$left")- remove them with podman rm -f, then run make lab-destroy again" >&2
+    exit 1
+  fi
+  if podman network exists "$NETWORK"; then
+    podman network rm "$NETWORK" >/dev/null
+  fi
   rm -rf "$STATE"
-  echo "lab removed (nodes, $MIRROR, network $NETWORK, $STATE)"
+  echo "lab removed (every container labelled $LABEL, network $NETWORK, $STATE)"
 }
 
 case "${1:-}" in
