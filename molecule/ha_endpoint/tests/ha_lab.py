@@ -114,6 +114,13 @@ def backend_states(node):
     return states
 
 
+def backend_sessions(node):
+    """server name -> current sessions (scur) of the kube_apiservers backend."""
+    out = node_exec(node, _SHOW_STAT).stdout
+    return {fields[1]: int(fields[4] or 0) for fields in (line.split(",") for line in out.splitlines())
+            if len(fields) > 17 and fields[0] == "kube_apiservers" and fields[1] not in ("BACKEND", "FRONTEND")}
+
+
 def haproxy_pids(node):
     """(master pid, sorted worker pids)."""
     master = node_exec(node, "systemctl show -p MainPID --value haproxy").stdout.strip()

@@ -37,6 +37,17 @@ def _playbook(*args, timeout=300):
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def _backend_server(server, state, *extra):
+    """The loadbalancer role's backend_server entry point (backend_server.yml), as the upgrade calls it."""
+    scenario = os.environ["MOLECULE_SCENARIO_DIRECTORY"]
+    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+               os.path.join(scenario, "backend_server.yml"), "-e", "loadbalancer_backend_server=%s" % server,
+               "-e", "loadbalancer_backend_server_state=%s" % state, *extra]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    return sum(int(n) for n in re.findall(r"changed=(\d+)", run.stdout.split("PLAY RECAP")[-1]))
+
+
 def _file(node, path):
     return lab.node_exec(node, "cat %s" % path).stdout
 
@@ -222,3 +233,50 @@ def test_config_change_reloads_haproxy_and_keeps_a_long_lived_connection(healthy
     assert stream["error"] is None, stream["error"]
     assert ticks[0] < reloaded_at - 5 < reloaded_at + 1 < ticks[-1]
     assert max(gaps) < 1.5
+
+
+# -- taking one apiserver out for an upgrade ---------------------------------------------------------
+def test_a_drained_apiserver_finishes_its_open_connections_and_gets_no_new_ones(healthy):
+    """The upgrade drains an apiserver before it restarts it: no new connection goes there, and the open
+    ones (requests in flight, watches) go on. A maintenance state would close them at once, because the
+    backend closes the sessions of a server marked down (loadbalancer_haproxy_shutdown_sessions_on_down)."""
+    stop_file = "/tmp/stop-drain-watch"
+    lab.node_exec(lab.CLIENT, "rm -f %s" % stop_file)
+    watch = lab.start_probe("watch", "--seconds", "120", "--stop-file", stop_file)
+    target = None
+    try:
+        def watched():
+            serving = [server for server, count in lab.backend_sessions(healthy).items() if count > 0]
+            return serving[0] if len(serving) == 1 else None
+
+        target, waited = lab.wait_for(watched, 15, interval=0.5)
+        assert target, "the watch did not show up in HAProxy's sessions on %s after %.0f s" % (healthy, waited)
+        assert _backend_server(target, "drain") > 0
+        drained_at = time.time()
+        states = {node: lab.backend_states(node)[target] for node in lab.NODES}
+        assert set(states.values()) == {"DRAIN"}, states
+        assert _backend_server(target, "drain") == 0, "a second drain reported a change"
+        requests = lab.probe("seq", "--count", "12")["results"]
+        time.sleep(3)
+    finally:
+        lab.node_exec(lab.CLIENT, "touch %s" % stop_file)
+        stream = lab.finish_probe(watch, timeout=30)
+        lab.node_exec(lab.CLIENT, "rm -f %s" % stop_file)
+        if target:
+            put_back = _backend_server(target, "ready", "-e", "loadbalancer_backend_server_wait_timeout=30")
+    backends = [r["backend"] for r in requests]
+    print("\n%s drained: new requests went to %s; its watch ticked %d times, %.1f s past the drain"
+          % (target, " ".join(backends), len(stream["ticks"]), stream["ticks"][-1]["time"] - drained_at))
+    assert all(r["ok"] for r in requests), requests
+    assert target not in backends and len(set(backends)) == len(lab.NODES) - 1, backends
+    # The open connection stayed on the drained apiserver, without a break, until the client closed it.
+    assert stream["error"] is None, stream["error"]
+    assert {tick["line"].split()[-1] for tick in stream["ticks"]} == {target}
+    ticks = [tick["time"] for tick in stream["ticks"]]
+    assert max(b - a for a, b in zip(ticks, ticks[1:])) < 1.5
+    assert ticks[-1] > drained_at + 2
+    # Back in rotation everywhere, and a second call changes nothing.
+    assert put_back > 0
+    assert {lab.backend_states(node)[target] for node in lab.NODES} == {"UP"}
+    assert _backend_server(target, "ready") == 0
+    assert target in [r["backend"] for r in lab.probe("seq", "--count", "12")["results"]]
