@@ -28,6 +28,9 @@ description:
     and names every blocked pod with the PodDisruptionBudgets selecting it and their status
     (C(disruptionsAllowed), C(currentHealthy), C(desiredHealthy), C(expectedPods)).
   - Failed API requests (5xx, connection errors) are retried with backoff.
+  - A pod in a namespace being deleted cannot be evicted (C(403), cause C(NamespaceTerminating)); the
+    namespace's deletion removes it. As C(kubectl drain) does, its eviction is retried until the pod is marked
+    for deletion, and then it is waited for like an evicted pod; in check mode it counts as evicted.
   - An eviction is complete when the pod is gone from the node (deleted, or replaced by a pod with a
     different UID).
   - B(Cordon contract.) This module never uncordons behind your back and never leaves a node cordoned
@@ -309,6 +312,15 @@ class DrainError(Exception):
         self.result = result
 
 
+def namespace_terminating(exc):
+    """Whether the apiserver refused a request because the pod's namespace is being deleted: 403 with the
+    NamespaceTerminating cause the NamespaceLifecycle admission plugin sets (a StatusCause's type is the
+    JSON field ``reason``)."""
+    return exc.code == 403 and (
+        any((cause or {}).get("reason") == "NamespaceTerminating" for cause in exc.causes)
+        or "because it is being terminated" in (exc.message or ""))
+
+
 def pod_ref(pod):
     meta = pod.get("metadata") or {}
     return "%s/%s" % (meta.get("namespace"), meta.get("name"))
@@ -457,6 +469,19 @@ class Drainer:
             self.client.raw("POST", base + "/eviction", body=body, query=query, retry_on=retry_on,
                             deadline=self.deadline)
 
+    def _marked_for_deletion(self, pod):
+        """Whether the pod is gone or has a deletionTimestamp (None when it cannot be read now)."""
+        meta = pod["metadata"]
+        try:
+            path = "/api/v1/namespaces/%s/pods/%s" % (path_quote(meta["namespace"]), path_quote(meta["name"]))
+            current = self.client.get(path, retries=1)
+        except K8sApiError as exc:
+            return True if exc.code == 404 else None
+        current_meta = current.get("metadata") or {}
+        if meta.get("uid") and current_meta.get("uid") != meta["uid"]:
+            return True  # replaced by a pod of the same name: this one is gone
+        return bool(current_meta.get("deletionTimestamp"))
+
     def evict_one(self, pod, kind, dry_run=False):
         """Evict one pod, retrying PDB refusals until the deadline.
 
@@ -475,7 +500,12 @@ class Drainer:
                     return "gone", dict(attempts=attempts)
                 if exc.code == 409 and "precondition" in (exc.message or "").lower():
                     return "gone", dict(attempts=attempts)  # the UID changed: this pod is already gone
-                if exc.code != 429:
+                if namespace_terminating(exc):
+                    # No eviction can be created in a namespace being deleted, and its controller deletes the
+                    # pod (as kubectl drain: wait for the pod once it is marked, retry until then).
+                    if dry_run or self._marked_for_deletion(pod):
+                        return "evicted", dict(attempts=attempts, namespace_terminating=True)
+                elif exc.code != 429:
                     return "failed", dict(attempts=attempts, message=str(exc))
             if dry_run:
                 return "blocked", dict(attempts=attempts, message=last.message, causes=last.causes)
@@ -484,11 +514,20 @@ class Drainer:
                 delay = max(delay, min(EVICTION_BACKOFF_MAX, last.retry_after))
             remaining = self.deadline - self.clock()
             if self.stop.is_set() or remaining <= 0.1:
-                return "blocked", dict(attempts=attempts, message=last.message, causes=last.causes)
+                return self._not_evicted(last, attempts)
             # The last attempt is made just before the deadline, not one backoff step early.
             self.stop.wait(min(delay, remaining - 0.1))
             if self.stop.is_set():
-                return "blocked", dict(attempts=attempts, message=last.message, causes=last.causes)
+                return self._not_evicted(last, attempts)
+
+    @staticmethod
+    def _not_evicted(last, attempts):
+        """The outcome of a pod still refused at the deadline: a budget's refusal, or a namespace whose
+        deletion never marked the pod."""
+        if namespace_terminating(last):
+            return "failed", dict(attempts=attempts, message="%s (the pod was not marked for deletion in time)"
+                                  % last)
+        return "blocked", dict(attempts=attempts, message=last.message, causes=last.causes)
 
     def pdbs_for(self, pods):
         """PodDisruptionBudgets selecting each pod, with their status: {pod_ref: [pdb dict]}."""

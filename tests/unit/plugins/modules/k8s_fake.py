@@ -73,8 +73,11 @@ def make_pdb(name, match_labels, disruptions_allowed=0, current=1, desired=2, ex
 
 class FakeCluster:
     """State plus scripted behaviour. ``eviction_script[pod name]`` is a list of HTTP codes answered in
-    order (the last one repeats); 429 carries a DisruptionBudget cause. An accepted eviction removes the
-    pod after ``linger[pod name]`` further pod listings (default 0)."""
+    order (the last one repeats); 429 carries a DisruptionBudget cause, "namespace-terminating" is the 403
+    the NamespaceLifecycle admission plugin answers in a namespace being deleted (the pod gets its
+    deletionTimestamp, and goes like an evicted pod, after ``namespace_marks[pod name]`` such answers; never
+    when absent). An accepted eviction removes the pod after ``linger[pod name]`` further pod listings
+    (default 0)."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -84,6 +87,7 @@ class FakeCluster:
         self.leases = {}
         self.eviction_script = {}
         self.linger = {}
+        self.namespace_marks = {}
         self.replace_with_new_uid = set()
         self.requests = []
         self.events = []
@@ -177,6 +181,9 @@ class FakeCluster:
         match = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)(/eviction)?", path)
         if match and method in ("POST", "DELETE"):
             return self._evict(match.group(1), match.group(2), query, body, method)
+        if match and method == "GET" and not match.group(3):
+            pod = self._pod(match.group(1), match.group(2))
+            return ok(pod) if pod else status(404, "NotFound", 'pods "%s" not found' % match.group(2))
         match = re.fullmatch(r"/apis/policy/v1/namespaces/([^/]+)/poddisruptionbudgets", path)
         if match:
             return ok({"items": [p for p in self.pdbs if p["metadata"]["namespace"] == match.group(1)],
@@ -268,9 +275,12 @@ class FakeCluster:
                     new["metadata"]["uid"] = pod["metadata"]["uid"] + "-new"
                     self.pods.append(new)
 
+    def _pod(self, namespace, name):
+        return next((p for p in self.pods if p["metadata"]["name"] == name
+                     and p["metadata"]["namespace"] == namespace), None)
+
     def _evict(self, namespace, name, query, body, method):
-        pod = next((p for p in self.pods if p["metadata"]["name"] == name
-                    and p["metadata"]["namespace"] == namespace), None)
+        pod = self._pod(namespace, name)
         if pod is None:
             return status(404, "NotFound", 'pods "%s" not found' % name)
         dry = query.get("dryRun") == "All"
@@ -279,6 +289,16 @@ class FakeCluster:
         if len(script) > 1 and not dry:
             script.pop(0)
         self.events.append(("evict", name, code, dry, time.monotonic()))
+        if code == "namespace-terminating":
+            if not dry and name in self.namespace_marks:
+                self.namespace_marks[name] -= 1
+                if self.namespace_marks[name] <= 0 and name not in self.evicting:
+                    pod["metadata"]["deletionTimestamp"] = iso(time.time())
+                    self.evicting[name] = self.linger.get(name, 0)
+            message = ('pods "%s" is forbidden: unable to create new content in namespace %s because it is being '
+                       'terminated' % (name, namespace))
+            return status(403, "Forbidden", message, causes=[
+                {"reason": "NamespaceTerminating", "message": message, "field": "metadata.namespace"}])
         if code == 429:
             return status(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.",
                           causes=[{"reason": "DisruptionBudget",

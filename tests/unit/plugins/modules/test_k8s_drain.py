@@ -433,3 +433,38 @@ def test_unknown_node(cluster):
 def test_bad_arguments(cluster, args, needle):
     outcome, result = run(cluster, **args)
     assert outcome == "fail" and needle in result["msg"]
+
+
+# -- a namespace being deleted ----------------------------------------------------------------------
+def test_a_pod_of_a_terminating_namespace_is_waited_for_not_failed(cluster):
+    """No eviction can be created in a namespace being deleted (403, NamespaceTerminating): as kubectl drain,
+    retry until the namespace controller has marked the pod, then wait for it to go like an evicted pod."""
+    cluster.pods += [make_pod("doomed", namespace="old-app"), make_pod("web")]
+    cluster.eviction_script["doomed"] = ["namespace-terminating"]
+    cluster.namespace_marks["doomed"] = 3
+    cluster.linger["doomed"] = 2
+    outcome, result = run(cluster, timeout=30)
+    assert outcome == "exit", result.get("msg")
+    assert names(result["evicted_pods"]) == ["doomed", "web"] and not result["failed_pods"]
+    attempts = [e for e in cluster.events if e[0] == "evict" and e[1] == "doomed"]
+    assert len(attempts) == 3
+    assert not any(p["metadata"]["name"] == "doomed" for p in cluster.pods)
+
+
+def test_a_pod_the_namespace_deletion_never_marks_fails_at_the_timeout(cluster):
+    cluster.pods.append(make_pod("doomed", namespace="old-app"))
+    cluster.eviction_script["doomed"] = ["namespace-terminating"]
+    outcome, result = run(cluster, timeout=1)
+    assert outcome == "fail"
+    assert names(result["failed_pods"]) == ["doomed"] and not result["blocked_pods"]
+    assert "being terminated" in result["msg"] and "not marked for deletion in time" in result["msg"]
+    assert "still cordoned" in result["msg"]
+
+
+def test_check_mode_counts_a_pod_of_a_terminating_namespace_as_going(cluster):
+    cluster.pods.append(make_pod("doomed", namespace="old-app"))
+    cluster.eviction_script["doomed"] = ["namespace-terminating"]
+    outcome, result = run(cluster, check_mode=True)
+    assert outcome == "exit", result.get("msg")
+    assert names(result["evicted_pods"]) == ["doomed"] and not result["blocked_pods"]
+    assert result["changed"] and not cluster.calls("PATCH")
