@@ -10,11 +10,8 @@ made on the existing nodes just before it, each by exactly the expected tasks.
 
 from __future__ import annotations
 
-import base64
 import os
 import re
-import socket
-import ssl
 import threading
 import time
 from pathlib import Path
@@ -23,6 +20,7 @@ import pytest
 import yaml
 from kube import fetched_kubeconfig, kubectl, kubectl_json
 from node_shell import ansible_env, inventory_args, node_exec, sh, wait_for
+from run_watch import ca_context, changed_by_host, probe
 from test_encryption import ETCDCTL
 
 CONTROL_PLANES = {"cl-cp1": "10.123.70.11", "cl-cp2": "10.123.70.12", "cl-cp3": "10.123.70.13"}
@@ -48,30 +46,9 @@ def kubeconfig():
     return str(path)
 
 
-def ca_context(kubeconfig):
-    config = yaml.safe_load(Path(kubeconfig).read_text())
-    ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
-    context = ssl.create_default_context(cadata=ca)
-    return context
-
-
 def readyz(address, port, context, timeout=0.5, path="/readyz"):
     """One anonymous HTTPS GET (/readyz by default, like HAProxy's check): True on 200."""
     return probe(address, port, context, timeout, path)[0]
-
-
-def probe(address, port, context, timeout=0.5, path="/readyz"):
-    """readyz() with the reason: (True, status line) on 200, else (False, status line or error)."""
-    try:
-        with socket.create_connection((address, port), timeout=timeout) as raw:
-            raw.settimeout(timeout)
-            with context.wrap_socket(raw, server_hostname=address) as tls:
-                tls.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
-                            % (path.encode(), address.encode()))
-                status = tls.recv(64).split(b"\r\n")[0].decode(errors="replace")
-                return status.startswith("HTTP/1.1 200"), status or "connection closed without an answer"
-    except (OSError, ssl.SSLError) as error:
-        return False, "%s: %s" % (type(error).__name__, error)
 
 
 # -- the cluster as kubectl sees it ------------------------------------------------------------------
@@ -416,17 +393,3 @@ def test_scale_adds_a_worker_and_only_it_and_drift_change(kubeconfig):
     ready = {c["type"]: c["status"] for c in nodes[name]["status"]["conditions"]}["Ready"]
     assert ready == "True"
     assert nodes[name]["status"]["nodeInfo"]["kubeletVersion"] == "v" + K8S_VERSION
-
-
-def changed_by_host(output):
-    """{host: [task and handler names that reported changed]} from the default callback's output."""
-    result, task = {}, None
-    for line in output.splitlines():
-        header = re.match(r"^(?:TASK|RUNNING HANDLER) \[(.*)\] \**$", line)
-        if header:
-            task = header.group(1)
-            continue
-        done = re.match(r"^changed: \[([^\]]+?)(?: -> [^\]]+)?\]", line)
-        if done and task:
-            result.setdefault(done.group(1), []).append(task)
-    return result

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -25,7 +24,8 @@ from pathlib import Path
 import pytest
 from kube import fetched_kubeconfig, kubectl, kubectl_json
 from node_shell import ansible_env, inventory_args, node_exec, sh, wait_for
-from test_control_plane import CONTROL_PLANES, K8S_VERSION, PORT, VIP, ca_context, changed_by_host, probe, readyz
+from run_watch import MarkedRun, Poller, ca_context, changed_by_host, probe
+from test_control_plane import CONTROL_PLANES, K8S_VERSION, PORT, VIP, readyz
 
 TARGET = "1.37.1"
 # Nodes: the scale test left cl-w3 in the inventory.
@@ -34,6 +34,9 @@ PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resol
 PLAYBOOK = str(PROJECT / "playbooks" / "upgrade.yml")
 # Bounds for this 2-core host: one whole upgrade of 6 nodes, and the poller's window.
 UPGRADE_TIMEOUT_S = 1200
+# A request may take this long: on this 2-core host the Python apiserver double, six systemd nodes and
+# Ansible share the CPU, and a slow answer is still an answer; a refused, reset or non-200 request is a
+# failure. The slowest answer is printed, so slowness shows.
 POLL_TIMEOUT_S = 5
 WORKLOAD = """
 apiVersion: apps/v1
@@ -88,39 +91,6 @@ def snapshots():
     return node_exec("cl-cp1", "ls /var/backups/etcd/ 2>/dev/null | grep '^etcd-' || true").stdout.split()
 
 
-class Poller(threading.Thread):
-    """GET https://VIP:8443/readyz every 200 ms until stopped (at most `seconds`).
-
-    results: (start, ok, detail, seconds taken); phases: (start, name), marked by the test, so that a
-    failed request is reported with what the upgrade was doing then. A request may take up to
-    POLL_TIMEOUT_S: on this 2-core host the Python apiserver double, six systemd nodes and Ansible share
-    the CPU, and a slow answer is still an answer; a refused, reset or non-200 request is a failure. The
-    slowest answer is printed, so slowness shows."""
-
-    def __init__(self, context, seconds):
-        super().__init__(daemon=True)
-        self.context, self.seconds, self.results, self.stopped = context, seconds, [], threading.Event()
-        self.phases = [(time.time(), "start")]
-
-    def mark(self, phase):
-        self.phases.append((time.time(), phase))
-
-    def phase_at(self, moment):
-        return [name for start, name in self.phases if start <= moment][-1]
-
-    def describe(self, result):
-        start, _ok, detail, took = result
-        return "+%.1f s (%s): %s after %.2f s" % (start - self.phases[0][0], self.phase_at(start), detail, took)
-
-    def run(self):
-        deadline = time.time() + self.seconds
-        while time.time() < deadline and not self.stopped.is_set():
-            start = time.time()
-            ok, detail = probe(VIP, PORT, self.context, timeout=POLL_TIMEOUT_S)
-            self.results.append((start, ok, detail, time.time() - start))
-            time.sleep(max(0.0, 0.2 - (time.time() - start)))
-
-
 class CordonWatch(threading.Thread):
     """The first moment (host clock) any node is seen cordoned, polling the API every 0.5 s."""
 
@@ -139,49 +109,9 @@ class CordonWatch(threading.Thread):
             time.sleep(0.5)
 
 
-class MarkedRun:
-    """upgrade.yml in the background (its own session, so the test can kill it as a CI job is killed);
-    every task it starts is marked on the poller, to name what a failed request coincided with."""
-
-    def __init__(self, poller, label, *extra):
-        self.poller, self.label, self.out, self.err = poller, label, [], []
-        poller.mark(label + " started")
-        self.process = subprocess.Popen(["ansible-playbook", *inventory_args(), PLAYBOOK, *extra],
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        env=ansible_env(), start_new_session=True)
-        self.readers = [threading.Thread(target=self.read_stdout, daemon=True),
-                        threading.Thread(target=lambda: self.err.extend(self.process.stderr), daemon=True)]
-        for reader in self.readers:
-            reader.start()
-
-    def read_stdout(self):
-        for line in self.process.stdout:
-            self.out.append(line)
-            if line.startswith("TASK ["):
-                self.poller.mark("%s: %s" % (self.label, line.strip(" *\n")))
-
-    def finish(self, timeout):
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=60)
-        for reader in self.readers:
-            reader.join(timeout=10)
-        self.poller.mark(self.label + " ended")
-        return self
-
-    @property
-    def returncode(self):
-        return self.process.returncode
-
-    @property
-    def stdout(self):
-        return "".join(self.out)
-
-    @property
-    def stderr(self):
-        return "".join(self.err)
+def marked_run(poller, label, *extra):
+    """upgrade.yml in the background, every task it starts marked on the poller (molecule/run_watch.py)."""
+    return MarkedRun([poller], label, ["ansible-playbook", *inventory_args(), PLAYBOOK, *extra], ansible_env())
 
 
 def test_targets_that_must_be_refused_change_nothing(kubeconfig):
@@ -214,14 +144,15 @@ def test_upgrade_interrupted_then_resumed_keeps_every_readyz_request_answered(ku
     snapshots_before = snapshots()
     report = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "upgrade-report.json"
     report.unlink(missing_ok=True)
-    poller = Poller(ca_context(kubeconfig), UPGRADE_TIMEOUT_S * 2)
+    context = ca_context(kubeconfig)
+    poller = Poller(lambda: probe(VIP, PORT, context, timeout=POLL_TIMEOUT_S), UPGRADE_TIMEOUT_S * 2)
     watch = CordonWatch(kubeconfig, UPGRADE_TIMEOUT_S)
     poller.start()
     watch.start()
     started = time.monotonic()
     try:
         # First run: killed (SIGTERM, like a stopped CI job or a closed terminal) once cl-cp2 is upgraded.
-        first = MarkedRun(poller, "run 1", "-e", "k8s_version=%s" % TARGET)
+        first = marked_run(poller, "run 1", "-e", "k8s_version=%s" % TARGET)
 
         def cp2_upgraded():
             node = nodes(kubeconfig)["cl-cp2"]
@@ -238,16 +169,16 @@ def test_upgrade_interrupted_then_resumed_keeps_every_readyz_request_answered(ku
         # Second run: every web pod is needed (minAvailable 3 of 3), so the first worker running one cannot
         # be drained; the run must stop there after control_plane_upgrade_drain_timeout.
         kubectl(kubeconfig, "patch", "pdb", "web", "--type=merge", "-p", '{"spec": {"minAvailable": 3}}')
-        blocked = MarkedRun(poller, "run 2", "-e", "k8s_version=%s" % TARGET,
-                            "-e", "control_plane_upgrade_drain_timeout=20").finish(UPGRADE_TIMEOUT_S)
+        blocked = marked_run(poller, "run 2", "-e", "k8s_version=%s" % TARGET,
+                             "-e", "control_plane_upgrade_drain_timeout=20").finish(UPGRADE_TIMEOUT_S)
         after_block = kubelet_versions(kubeconfig)
         cordoned_after_block = cordoned(kubeconfig)
         kubectl(kubeconfig, "patch", "pdb", "web", "--type=merge", "-p", '{"spec": {"minAvailable": 2}}')
         # Third run: finishes the job, workers two at a time (the web budget allows one pod down and one
         # worker stays schedulable for the replacements).
-        resumed = MarkedRun(poller, "run 3", "-e", "k8s_version=%s" % TARGET,
-                            "-e", "control_plane_upgrade_report_file=%s" % report,
-                            "-e", "control_plane_upgrade_worker_batch_size=2").finish(UPGRADE_TIMEOUT_S)
+        resumed = marked_run(poller, "run 3", "-e", "k8s_version=%s" % TARGET,
+                             "-e", "control_plane_upgrade_report_file=%s" % report,
+                             "-e", "control_plane_upgrade_worker_batch_size=2").finish(UPGRADE_TIMEOUT_S)
         total = time.monotonic() - started
     finally:
         poller.stopped.set()

@@ -1,0 +1,205 @@
+"""molecule/kubeadm: playbooks/upgrade.yml moves the real cluster from 1.36.3 to 1.37.2, and nobody notices.
+
+Runs after test_real_cluster.py (file order): the cluster is at 1.37.2 afterwards. The workload is a
+Deployment of three web pods, one per node (they tolerate the control planes' taint), behind a NodePort
+Service and a PodDisruptionBudget that lets one pod go at a time. A pod leaves the Service before it stops:
+its readiness is probed every second and its preStop hook sleeps, so the endpoints are gone before the
+server exits. While upgrade.yml runs, two pollers send a request on a new connection every 200 ms, and
+count every one:
+- GET https://VIP:8443/readyz, as a client of the API does;
+- GET http://<node>:<nodePort>/name, round the three nodes, as a client of the workload does.
+Every request must be answered: 200 by an apiserver, a web pod's name by the workload. Afterwards every
+node runs 1.37.2 (kubelet, kubeadm package, control-plane images, the API's own version), the workload is
+whole again, and a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from itertools import cycle
+from pathlib import Path
+
+from node_shell import PROJECT, ansible_env, inventory_args, node_exec, sh, wait_for
+from run_watch import MarkedRun, Poller, ca_context, changed_by_host, probe
+
+CONTROL_PLANES = ("kd-cp1", "kd-cp2")
+NODES = {"kd-cp1": "10.123.80.11", "kd-cp2": "10.123.80.12", "kd-w1": "10.123.80.21"}
+VIP, PORT = "10.123.80.100", 8443
+# molecule.yml builds 1.36.3; tests/harness/components.yml builds 1.37.2 too.
+SOURCE, TARGET = "v1.36.3", "1.37.2"
+KUBECTL = str(Path(sys.executable).parent / "kubectl")
+NAMESPACE = "kubeadm-upgrade"
+NODE_PORT = 31080
+# Bounds for this 2-core host: the whole upgrade of three nodes (the real kubeadm restarts every static pod
+# and waits for each), and one request (a slow answer is still an answer; a refused, reset or wrong one is not).
+UPGRADE_TIMEOUT_S = 1800
+REQUEST_TIMEOUT_S = 5
+# An image with python3: kube-proxy's is built FROM the node image (tests/harness/packages.py).
+WEB_IMAGE = "registry.k8s.io/kube-proxy:%s" % SOURCE
+WORKLOAD = {
+    "apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": "web", "namespace": NAMESPACE},
+         "spec": {
+             "replicas": 3,
+             "selector": {"matchLabels": {"app": "web"}},
+             "template": {
+                 "metadata": {"labels": {"app": "web"}},
+                 "spec": {
+                     "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
+                                      "effect": "NoSchedule"}],
+                     "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                         {"labelSelector": {"matchLabels": {"app": "web"}},
+                          "topologyKey": "kubernetes.io/hostname"}]}},
+                     "terminationGracePeriodSeconds": 30,
+                     "containers": [{
+                         "name": "web", "image": WEB_IMAGE,
+                         "command": ["sh", "-c", "mkdir -p /srv && hostname > /srv/name"
+                                                 " && exec python3 -m http.server 8080 --directory /srv"],
+                         "ports": [{"containerPort": 8080}],
+                         "readinessProbe": {"httpGet": {"path": "/name", "port": 8080}, "periodSeconds": 1},
+                         # Out of the endpoints (and kube-proxy's rules on every node) before the server exits.
+                         "lifecycle": {"preStop": {"sleep": {"seconds": 10}}},
+                     }],
+                 },
+             },
+         }},
+        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+         "metadata": {"name": "web", "namespace": NAMESPACE},
+         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "web", "namespace": NAMESPACE},
+         "spec": {"type": "NodePort", "selector": {"app": "web"},
+                  "ports": [{"port": 80, "targetPort": 8080, "nodePort": NODE_PORT}]}},
+    ],
+}
+
+
+def kubeconfig():
+    return Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "kubeadm-test-admin.conf"
+
+
+def kubectl(*args, timeout=60, **kwargs):
+    return sh(KUBECTL, "--kubeconfig", str(kubeconfig()), "--request-timeout=20s", *args, timeout=timeout, **kwargs)
+
+
+def kubectl_json(*args):
+    return json.loads(kubectl(*args, "-o", "json").stdout)
+
+
+def upgrade_run(pollers, label):
+    return MarkedRun(pollers, label, ["ansible-playbook", *inventory_args(),
+                                      str(PROJECT / "playbooks" / "upgrade.yml"), "-e", "k8s_version=%s" % TARGET],
+                     ansible_env())
+
+
+def web_pods():
+    pods = kubectl_json("get", "pods", "-n", NAMESPACE, "-l", "app=web")["items"]
+    return {p["metadata"]["name"]: p for p in pods if not p["metadata"].get("deletionTimestamp")}
+
+
+def ready_on_every_node():
+    """The three web pods, Ready, one on each node: {node: pod name}, else None."""
+    placed = {}
+    for name, pod in web_pods().items():
+        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        if conditions.get("Ready") == "True":
+            placed[pod["spec"]["nodeName"]] = name
+    return placed if sorted(placed) == sorted(NODES) else None
+
+
+def workload_request(addresses):
+    """GET /name through the NodePort of the next node in turn: (True, pod name) or (False, why)."""
+    address = next(addresses)
+    try:
+        with urllib.request.urlopen("http://%s:%d/name" % (address, NODE_PORT), timeout=REQUEST_TIMEOUT_S) as answer:
+            body = answer.read().decode(errors="replace").strip()
+        return body.startswith("web-"), "%s: %s" % (address, body[:80])
+    except (OSError, urllib.error.URLError) as error:
+        return False, "%s: %s" % (address, error)
+
+
+def test_upgrade_to_the_next_minor_answers_every_api_and_workload_request():
+    kubectl("create", "namespace", NAMESPACE, check=False)
+    kubectl("apply", "-f", "-", input=json.dumps(WORKLOAD))
+    placed, waited = wait_for(ready_on_every_node, 180, interval=2)
+    assert placed, "the web pods were not Ready on every node after %.0f s: %s" % (waited, {
+        name: (p["spec"].get("nodeName"), p["status"].get("phase")) for name, p in web_pods().items()})
+    addresses = cycle(NODES.values())
+    # Every node answers through its NodePort before the upgrade starts (kube-proxy has the rules everywhere).
+    warm, waited = wait_for(lambda: all(workload_request(addresses)[0] for _node in NODES), 60, interval=1)
+    assert warm, "the NodePort did not answer on every node after %.0f s" % waited
+
+    context = ca_context(kubeconfig())
+    api = Poller(lambda: probe(VIP, PORT, context, timeout=REQUEST_TIMEOUT_S), UPGRADE_TIMEOUT_S)
+    workload = Poller(lambda: workload_request(addresses), UPGRADE_TIMEOUT_S)
+    api.start()
+    workload.start()
+    try:
+        run = upgrade_run([api, workload], "upgrade").finish(UPGRADE_TIMEOUT_S)
+    finally:
+        api.stop()
+        workload.stop()
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+
+    for name, poller in (("API through the VIP", api), ("workload through the NodePorts", workload)):
+        print("\n%s: %d of %d requests answered during the upgrade; slowest %s"
+              % (name, len(poller.results) - len(poller.failed), len(poller.results), poller.slowest()))
+    for name, poller in (("API through the VIP", api), ("workload through the NodePorts", workload)):
+        assert len(poller.results) > 100, (name, len(poller.results))
+        assert not poller.failed, "%s: %d of %d requests failed: %s" % (
+            name, len(poller.failed), len(poller.results), "; ".join(poller.describe(r) for r in poller.failed[:5]))
+
+    # Every node drained and upgraded: the web pods moved, and are whole again.
+    drained = [line for line in run.stdout.splitlines() if line.startswith("TASK [") and "drain the node" in line]
+    assert len(drained) == len(NODES), drained
+    placed, waited = wait_for(ready_on_every_node, 180, interval=2)
+    assert placed, "the web pods were not Ready on every node again after %.0f s" % waited
+
+
+def test_every_node_runs_the_target():
+    target = "v" + TARGET
+    server = json.loads(kubectl("version", "-o", "json").stdout)["serverVersion"]
+    assert server["gitVersion"] == target
+    nodes = {n["metadata"]["name"]: n for n in kubectl_json("get", "nodes")["items"]}
+    assert sorted(nodes) == sorted(NODES)
+    for name, node in nodes.items():
+        ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"]
+        assert ready == "True" and node["status"]["nodeInfo"]["kubeletVersion"] == target, (name, node["status"])
+        assert not node["spec"].get("unschedulable"), "%s was left cordoned" % name
+        assert node_exec(name, "dpkg-query -W -f '${Version}' kubeadm kubelet kubectl").stdout == (
+            "%s-1.1" % TARGET) * 3
+        assert {"kubeadm", "kubelet", "kubectl"} <= set(node_exec(name, "apt-mark showhold").stdout.split())
+    pods = {p["metadata"]["name"]: p for p in kubectl_json("get", "pods", "-n", "kube-system")["items"]}
+    for component in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        for node in CONTROL_PLANES:
+            image = pods["%s-%s" % (component, node)]["spec"]["containers"][0]["image"]
+            assert image == "registry.k8s.io/%s:%s" % (component, target)
+    proxy = kubectl_json("get", "daemonset", "-n", "kube-system", "kube-proxy")
+    assert proxy["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.k8s.io/kube-proxy:%s" % target
+    # kubeadm-config names the target: the next upgrade starts from here.
+    config = kubectl("get", "configmap", "-n", "kube-system", "kubeadm-config",
+                     "-o", "jsonpath={.data.ClusterConfiguration}").stdout
+    assert "kubernetesVersion: %s" % target in config
+    # The verified snapshot the upgrade took before it changed anything.
+    assert node_exec("kd-cp1", "ls /var/backups/etcd/ | grep -c '^etcd-upgrade-.*\\.db$'").stdout.strip() == "1"
+    # Every apiserver is back in HAProxy's rotation on every load balancer.
+    for node in CONTROL_PLANES:
+        stat = node_exec(node, "echo 'show stat' | socat stdio UNIX-CONNECT:/run/haproxy/admin.sock").stdout
+        states = {f[1]: f[17] for f in (line.split(",") for line in stat.splitlines())
+                  if len(f) > 17 and f[0] == "kube_apiservers" and f[1] in CONTROL_PLANES}
+        assert states == dict.fromkeys(CONTROL_PLANES, "UP"), (node, states)
+
+
+def test_a_second_run_changes_nothing():
+    run = sh("ansible-playbook", *inventory_args(), str(PROJECT / "playbooks" / "upgrade.yml"),
+             "-e", "k8s_version=%s" % TARGET, timeout=900, check=False, env=ansible_env())
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    assert "upgrade: nothing to do - every node is at %s" % TARGET in run.stdout, run.stdout[-3000:]
+    assert changed_by_host(run.stdout) == {}, changed_by_host(run.stdout)
+    # No second snapshot: nothing was about to change.
+    assert node_exec("kd-cp1", "ls /var/backups/etcd/ | grep -c '^etcd-upgrade-.*\\.db$'").stdout.strip() == "1"
