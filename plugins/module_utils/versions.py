@@ -16,6 +16,10 @@ import re
 # kubeadm.k8s.io/v1beta4 (our kubeadm config format) is the default from 1.31 on.
 K8S_SUPPORTED_MINORS = ((1, 31), (1, 37))
 
+# The oldest external etcd kubeadm accepts (MinExternalEtcdVersion in cmd/kubeadm/app/constants/constants.go:
+# 3.5.24 in every release from 1.31.14 to 1.37.2). `kubeadm init` and `upgrade apply` refuse an older one.
+KUBEADM_MIN_EXTERNAL_ETCD = (3, 5, 24)
+
 # https://semver.org/#is-there-a-suggested-regular-expression-regex-to-check-a-semver-string
 SEMVER_RE = re.compile(
     r"^(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"

@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover - reported by the action plugin
     HAS_NETADDR = False
 
 from ansible_collections.baremetal.kubernetes.plugins.module_utils.versions import (
+    KUBEADM_MIN_EXTERNAL_ETCD,
     minor_supported,
     parse_k8s_version,
     parse_semver,
@@ -290,6 +291,13 @@ class InventoryModel:
             hint = " without the leading 'v'" if str(etcd_version).strip().lower().startswith("v") else ""
             self.add(CLUSTER, "etcd_version", "%r is not a semantic version." % (etcd_version,),
                      "write it as MAJOR.MINOR.PATCH%s, for example 3.6.14." % hint)
+        elif self.group(GROUP_CONTROL_PLANE) and parse_semver(etcd_version) < KUBEADM_MIN_EXTERNAL_ETCD:
+            minimum = "%d.%d.%d" % KUBEADM_MIN_EXTERNAL_ETCD
+            self.add(CLUSTER, "etcd_version",
+                     "%s is older than %s, the oldest external etcd kubeadm accepts: kubeadm init and upgrade "
+                     "apply would stop on it." % (etcd_version, minimum),
+                     "set etcd_version to %s or newer (the default is 3.6.14); move a running etcd there first "
+                     "with playbooks/etcd_upgrade.yml, one minor at a time." % minimum)
 
     def check_cluster_name(self):
         name = self.cluster.get("k8s_cluster_name")

@@ -71,7 +71,6 @@ def recipes(versions):
         "env": {"CGO_ENABLED": "0"},
         "ldflags": ["-s", "-w", *k8s_ldflags(v)],
     } for v in versions["kubernetes"]]
-    etcd = versions["etcd"]
     out["etcd"] = [{
         "version": etcd,
         "require": {"go.etcd.io/etcd/server/v3": "v" + etcd, "go.etcd.io/etcd/etcdctl/v3": "v" + etcd,
@@ -80,7 +79,7 @@ def recipes(versions):
         "rename": {"server": "etcd"},
         "env": {"CGO_ENABLED": "0"},
         "ldflags": ["-s", "-w", "-X go.etcd.io/etcd/api/v3/version.GitSHA=v" + etcd],
-    }]
+    } for etcd in (versions["etcd"], versions["etcd_previous_minor"])]
     ctd = versions["containerd"]
     out["containerd"] = [{
         "version": ctd,
@@ -285,6 +284,9 @@ def find(name, version=None):
     all_recipes = recipes(versions)
     if name not in all_recipes:
         raise SystemExit("components: unknown component %r (known: %s)" % (name, ", ".join(sorted(all_recipes))))
+    # A component listed with one version in components.yml (etcd) and built at others too: that one, by default.
+    if version is None and isinstance(versions.get(name), str):
+        version = versions[name]
     matches = [r for r in all_recipes[name] if version in (None, r["version"])]
     if len(matches) != 1:
         raise SystemExit("components: %s has versions %s; name one" % (

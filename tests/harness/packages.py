@@ -17,7 +17,8 @@ Outputs (WHAT), each in ``$BAREMETAL_CACHE/packages/<what>-<hash>/`` (default ca
   apt         a signed pkgs.k8s.io-style flat repository per Kubernetes minor of components.yml,
               core:/stable:/v<minor>/deb/{Release,InRelease,Release.gpg,Release.key,Packages,Packages.gz,amd64/*.deb}
               with kubeadm, kubelet, kubectl (<version>-1.1), cri-tools and kubernetes-cni built from the real binaries
-  etcd        etcd-io/etcd/releases/download/v<v>/etcd-v<v>-linux-amd64.tar.gz and SHA256SUMS (GitHub's layout)
+  etcd        etcd-io/etcd/releases/download/v<v>/etcd-v<v>-linux-amd64.tar.gz and SHA256SUMS (GitHub's layout), for
+              every etcd version components.yml builds
   containerd  containerd/containerd/releases/download/v<v>/containerd-<v>-linux-amd64.tar.gz(.sha256sum) and
               opencontainers/runc/releases/download/v<v>/runc.amd64 (+ runc.sha256sum)
   manifests   flannel-io/flannel/v<v>/Documentation/kube-flannel.yml (raw.githubusercontent.com's layout), the
@@ -314,19 +315,21 @@ etcd, etcdctl and etcdutl built from go.etcd.io/etcd v%(version)s by the baremet
 
 
 def build_etcd(out, work, comps, versions):
-    version = versions["etcd"]
-    top = "etcd-v%s-linux-%s" % (version, ARCH)
-    rel = out / "etcd-io" / "etcd" / "releases" / "download" / ("v" + version)
-    rel.mkdir(parents=True)
-    ebin = comps["etcd"][version] / "bin"
-    tarball = rel / (top + ".tar.gz")
-    tar_gz(tarball, [(top, None, 0o755)] + [("%s/%s" % (top, b), ebin / b, 0o755)
-                                            for b in ("etcd", "etcdctl", "etcdutl")]
-           + [(top + "/README.md", (ETCD_README % {"version": version, "arch": ARCH}).encode(), 0o644)])
-    digest = sha256_file(tarball)
-    write(rel / "SHA256SUMS", "%s  %s\n" % (digest, tarball.name))
-    write(out / "checksums.json", json.dumps(
-        {"etcd_release_checksums": {version: {ARCH: "sha256:" + digest}}}, indent=2, sort_keys=True) + "\n")
+    """Every etcd version built (the clusters' and the previous minor molecule/etcd upgrades from)."""
+    checksums = {}
+    for version, built in sorted(comps["etcd"].items()):
+        top = "etcd-v%s-linux-%s" % (version, ARCH)
+        rel = out / "etcd-io" / "etcd" / "releases" / "download" / ("v" + version)
+        rel.mkdir(parents=True)
+        ebin = built / "bin"
+        tarball = rel / (top + ".tar.gz")
+        tar_gz(tarball, [(top, None, 0o755)] + [("%s/%s" % (top, b), ebin / b, 0o755)
+                                                for b in ("etcd", "etcdctl", "etcdutl")]
+               + [(top + "/README.md", (ETCD_README % {"version": version, "arch": ARCH}).encode(), 0o644)])
+        digest = sha256_file(tarball)
+        write(rel / "SHA256SUMS", "%s  %s\n" % (digest, tarball.name))
+        checksums[version] = {ARCH: "sha256:" + digest}
+    write(out / "checksums.json", json.dumps({"etcd_release_checksums": checksums}, indent=2, sort_keys=True) + "\n")
 
 
 def build_containerd(out, work, comps, versions):
