@@ -8,7 +8,8 @@ server exits. While upgrade.yml runs, two pollers send a request on a new connec
 count every one:
 - GET https://VIP:8443/readyz, as a client of the API does;
 - GET http://<node>:<nodePort>/name, round the three nodes, as a client of the workload does.
-Every request must be answered: 200 by an apiserver, a web pod's name by the workload. Afterwards every
+Every request must be answered: 200 by an apiserver, a web pod's name by the workload; and a third poller
+reads the web pods every second: the budget must keep two of them Ready through every drain. Afterwards every
 node runs 1.37.2 (kubelet, kubeadm package, control-plane images, the API's own version), the workload is
 whole again, and a second run changes nothing.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -112,6 +114,17 @@ def ready_on_every_node():
     return placed if sorted(placed) == sorted(NODES) else None
 
 
+def budget_sample():
+    """How many web pods are Ready and not being deleted, read through the API: (True unless fewer than the
+    budget's 2, detail). A read that fails (the API poller counts those) is not a sample."""
+    try:
+        ready = [name for name, pod in web_pods().items()
+                 if {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}.get("Ready") == "True"]
+    except (AssertionError, ValueError, subprocess.TimeoutExpired) as error:
+        return True, "not read: %s" % str(error)[:80]
+    return len(ready) >= len(NODES) - 1, "%d Ready" % len(ready)
+
+
 def workload_request(addresses):
     """GET /name through the NodePort of the next node in turn: (True, pod name) or (False, why)."""
     address = next(addresses)
@@ -137,13 +150,14 @@ def test_upgrade_to_the_next_minor_answers_every_api_and_workload_request():
     context = ca_context(kubeconfig())
     api = Poller(lambda: probe(VIP, PORT, context, timeout=REQUEST_TIMEOUT_S), UPGRADE_TIMEOUT_S)
     workload = Poller(lambda: workload_request(addresses), UPGRADE_TIMEOUT_S)
-    api.start()
-    workload.start()
+    budget = Poller(budget_sample, UPGRADE_TIMEOUT_S, interval=1.0)
+    for poller in (api, workload, budget):
+        poller.start()
     try:
-        run = upgrade_run([api, workload], "upgrade").finish(UPGRADE_TIMEOUT_S)
+        run = upgrade_run([api, workload, budget], "upgrade").finish(UPGRADE_TIMEOUT_S)
     finally:
-        api.stop()
-        workload.stop()
+        for poller in (api, workload, budget):
+            poller.stop()
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
 
     for name, poller in (("API through the VIP", api), ("workload through the NodePorts", workload)):
@@ -153,6 +167,13 @@ def test_upgrade_to_the_next_minor_answers_every_api_and_workload_request():
         assert len(poller.results) > 100, (name, len(poller.results))
         assert not poller.failed, "%s: %d of %d requests failed: %s" % (
             name, len(poller.failed), len(poller.results), "; ".join(poller.describe(r) for r in poller.failed[:5]))
+
+    # The budget held every drain until the replacement was Ready: never fewer than 2 of the 3 web pods Ready,
+    # and 2 while a node's pod was going (so the drains did evict).
+    counts = [int(detail.split()[0]) for _start, _ok, detail, _took in budget.results if detail.endswith(" Ready")]
+    print("web pods Ready during the upgrade: %d samples, fewest %s" % (len(counts), min(counts, default="none")))
+    assert len(counts) > 100 and min(counts) == len(NODES) - 1, (len(counts), sorted(set(counts)))
+    assert not budget.failed, "; ".join(budget.describe(r) for r in budget.failed[:5])
 
     # Every node drained and upgraded: the web pods moved, and are whole again.
     drained = [line for line in run.stdout.splitlines() if line.startswith("TASK [") and "drain the node" in line]
