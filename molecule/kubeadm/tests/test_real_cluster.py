@@ -237,18 +237,25 @@ def test_flannel_runs_on_both_nodes_from_the_mirrored_images():
         assert "/v2/%s" % path in log, path
 
 
+def web_container(probe_period=2):
+    """A container serving /name (its pod's name) over HTTP on 8080, Ready once that answers (also the upgrade's
+    workload, test_upgrade.py)."""
+    return {
+        "name": "web", "image": TOOLS_IMAGE,
+        "command": ["sh", "-c", "mkdir -p /srv && hostname > /srv/name && exec python3 -u -m http.server 8080"
+                                " --directory /srv"],
+        "ports": [{"containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/name", "port": 8080}, "periodSeconds": probe_period},
+    }
+
+
+def pod_ready(pod):
+    return {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}.get("Ready") == "True"
+
+
 def _start_web_pod(name, node, control_plane=False):
     """A pod on ``node`` serving /name (its own name) over HTTP on 8080; a toleration to run on the control plane."""
-    spec = {
-        "nodeSelector": {"kubernetes.io/hostname": node},
-        "containers": [{
-            "name": "web", "image": TOOLS_IMAGE,
-            "command": ["sh", "-c", "mkdir -p /srv && hostname > /srv/name && exec python3 -u -m http.server 8080"
-                                    " --directory /srv"],
-            "ports": [{"containerPort": 8080}],
-            "readinessProbe": {"httpGet": {"path": "/name", "port": 8080}, "periodSeconds": 2},
-        }],
-    }
+    spec = {"nodeSelector": {"kubernetes.io/hostname": node}, "containers": [web_container()]}
     if control_plane:
         spec["tolerations"] = [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
                                 "effect": "NoSchedule"}]
@@ -260,8 +267,7 @@ def _start_web_pod(name, node, control_plane=False):
 def _ready_pod(name):
     def ready():
         pod = _pod(name)
-        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
-        return pod if conditions.get("Ready") == "True" else None
+        return pod if pod_ready(pod) else None
 
     pod, waited = wait_for(ready, timeout=180, interval=2)
     assert pod, "pod %s not Ready after %.0f s: %s" % (name, waited, _pod(name)["status"])

@@ -17,31 +17,25 @@ whole again, and a second run changes nothing.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from itertools import cycle
-from pathlib import Path
 
 from node_shell import PROJECT, ansible_env, inventory_args, node_exec, sh, wait_for
 from run_watch import MarkedRun, Poller, ca_context, changed_by_host, probe
+from test_real_cluster import CONTROL_PLANE, JOINED, NODES, kubeconfig, kubectl, kubectl_json, pod_ready, web_container
 
-CONTROL_PLANES = ("kd-cp1", "kd-cp2")
-NODES = {"kd-cp1": "10.123.80.11", "kd-cp2": "10.123.80.12", "kd-w1": "10.123.80.21"}
+CONTROL_PLANES = (CONTROL_PLANE, JOINED)
 VIP, PORT = "10.123.80.100", 8443
-# molecule.yml builds 1.36.3; tests/harness/components.yml builds 1.37.2 too.
-SOURCE, TARGET = "v1.36.3", "1.37.2"
-KUBECTL = str(Path(sys.executable).parent / "kubectl")
+# molecule.yml builds 1.36.3 (test_real_cluster.K8S_VERSION); tests/harness/components.yml builds 1.37.2 too.
+TARGET = "1.37.2"
 NAMESPACE = "kubeadm-upgrade"
 NODE_PORT = 31080
 # Bounds for this 2-core host: the whole upgrade of three nodes (the real kubeadm restarts every static pod
 # and waits for each), and one request (a slow answer is still an answer; a refused, reset or wrong one is not).
 UPGRADE_TIMEOUT_S = 1800
 REQUEST_TIMEOUT_S = 5
-# An image with python3: kube-proxy's is built FROM the node image (tests/harness/packages.py).
-WEB_IMAGE = "registry.k8s.io/kube-proxy:%s" % SOURCE
 WORKLOAD = {
     "apiVersion": "v1", "kind": "List", "items": [
         {"apiVersion": "apps/v1", "kind": "Deployment",
@@ -58,15 +52,9 @@ WORKLOAD = {
                          {"labelSelector": {"matchLabels": {"app": "web"}},
                           "topologyKey": "kubernetes.io/hostname"}]}},
                      "terminationGracePeriodSeconds": 30,
-                     "containers": [{
-                         "name": "web", "image": WEB_IMAGE,
-                         "command": ["sh", "-c", "mkdir -p /srv && hostname > /srv/name"
-                                                 " && exec python3 -m http.server 8080 --directory /srv"],
-                         "ports": [{"containerPort": 8080}],
-                         "readinessProbe": {"httpGet": {"path": "/name", "port": 8080}, "periodSeconds": 1},
-                         # Out of the endpoints (and kube-proxy's rules on every node) before the server exits.
-                         "lifecycle": {"preStop": {"sleep": {"seconds": 10}}},
-                     }],
+                     # Out of the endpoints (and kube-proxy's rules on every node) before the server exits.
+                     "containers": [dict(web_container(probe_period=1),
+                                         lifecycle={"preStop": {"sleep": {"seconds": 10}}})],
                  },
              },
          }},
@@ -81,22 +69,14 @@ WORKLOAD = {
 }
 
 
-def kubeconfig():
-    return Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "kubeadm-test-admin.conf"
+def upgrade_argv():
+    return ["ansible-playbook", *inventory_args(), str(PROJECT / "playbooks" / "upgrade.yml"),
+            "-e", "k8s_version=%s" % TARGET]
 
 
-def kubectl(*args, timeout=60, **kwargs):
-    return sh(KUBECTL, "--kubeconfig", str(kubeconfig()), "--request-timeout=20s", *args, timeout=timeout, **kwargs)
-
-
-def kubectl_json(*args):
-    return json.loads(kubectl(*args, "-o", "json").stdout)
-
-
-def upgrade_run(pollers, label):
-    return MarkedRun(pollers, label, ["ansible-playbook", *inventory_args(),
-                                      str(PROJECT / "playbooks" / "upgrade.yml"), "-e", "k8s_version=%s" % TARGET],
-                     ansible_env())
+def upgrade_snapshots():
+    """How many upgrade snapshots the first etcd host keeps."""
+    return node_exec(CONTROL_PLANE, "ls /var/backups/etcd/ | grep -c '^etcd-upgrade-.*\\.db$'").stdout.strip()
 
 
 def web_pods():
@@ -108,8 +88,7 @@ def ready_on_every_node():
     """The three web pods, Ready, one on each node: {node: pod name}, else None."""
     placed = {}
     for name, pod in web_pods().items():
-        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
-        if conditions.get("Ready") == "True":
+        if pod_ready(pod):
             placed[pod["spec"]["nodeName"]] = name
     return placed if sorted(placed) == sorted(NODES) else None
 
@@ -118,8 +97,7 @@ def budget_sample():
     """How many web pods are Ready and not being deleted, read through the API: (True unless fewer than the
     budget's 2, detail). A read that fails (the API poller counts those) is not a sample."""
     try:
-        ready = [name for name, pod in web_pods().items()
-                 if {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}.get("Ready") == "True"]
+        ready = [name for name, pod in web_pods().items() if pod_ready(pod)]
     except (AssertionError, ValueError, subprocess.TimeoutExpired) as error:
         return True, "not read: %s" % str(error)[:80]
     return len(ready) >= len(NODES) - 1, "%d Ready" % len(ready)
@@ -154,7 +132,7 @@ def test_upgrade_to_the_next_minor_answers_every_api_and_workload_request():
     for poller in (api, workload, budget):
         poller.start()
     try:
-        run = upgrade_run([api, workload, budget], "upgrade").finish(UPGRADE_TIMEOUT_S)
+        run = MarkedRun([api, workload, budget], "upgrade", upgrade_argv(), ansible_env()).finish(UPGRADE_TIMEOUT_S)
     finally:
         for poller in (api, workload, budget):
             poller.stop()
@@ -207,7 +185,7 @@ def test_every_node_runs_the_target():
                      "-o", "jsonpath={.data.ClusterConfiguration}").stdout
     assert "kubernetesVersion: %s" % target in config
     # The verified snapshot the upgrade took before it changed anything.
-    assert node_exec("kd-cp1", "ls /var/backups/etcd/ | grep -c '^etcd-upgrade-.*\\.db$'").stdout.strip() == "1"
+    assert upgrade_snapshots() == "1"
     # Every apiserver is back in HAProxy's rotation on every load balancer.
     for node in CONTROL_PLANES:
         stat = node_exec(node, "echo 'show stat' | socat stdio UNIX-CONNECT:/run/haproxy/admin.sock").stdout
@@ -217,10 +195,9 @@ def test_every_node_runs_the_target():
 
 
 def test_a_second_run_changes_nothing():
-    run = sh("ansible-playbook", *inventory_args(), str(PROJECT / "playbooks" / "upgrade.yml"),
-             "-e", "k8s_version=%s" % TARGET, timeout=900, check=False, env=ansible_env())
+    run = sh(*upgrade_argv(), timeout=900, check=False, env=ansible_env())
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     assert "upgrade: nothing to do - every node is at %s" % TARGET in run.stdout, run.stdout[-3000:]
     assert changed_by_host(run.stdout) == {}, changed_by_host(run.stdout)
     # No second snapshot: nothing was about to change.
-    assert node_exec("kd-cp1", "ls /var/backups/etcd/ | grep -c '^etcd-upgrade-.*\\.db$'").stdout.strip() == "1"
+    assert upgrade_snapshots() == "1"
