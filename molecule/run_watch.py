@@ -1,4 +1,4 @@
-"""Watch a cluster while a playbook runs, from a scenario's verify (molecule/cluster, molecule/kubeadm).
+"""Watch a cluster while a playbook runs, from a scenario's verify (molecule/cluster).
 
 ca_context and probe make one HTTPS request the way a client of the API does; changed_by_host reads a
 run's output.

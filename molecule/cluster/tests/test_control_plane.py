@@ -87,7 +87,7 @@ def test_three_apiserver_replicas(kubeconfig):
 
 
 def test_init_ran_with_the_rendered_kubeadm_config(kubeconfig):
-    """kubeadm (kubesim's, strict) accepted the file at init: the cluster holds what it says."""
+    """The real kubeadm accepted the file at init: the cluster holds what it says."""
     for node in CONTROL_PLANES:
         node_exec(node, "kubeadm config validate --config /etc/kubernetes/kubeadm/kubeadm-config.yaml")
     stored = kubectl_json(kubeconfig, "get", "configmap", "-n", "kube-system", "kubeadm-config")
@@ -271,8 +271,8 @@ def test_vip_holder_apiserver_killed_and_node_frozen_api_stays_reachable(kubecon
     # the VIP, HAProxy leaving the dead backend), which issue 4's bound is about. /readyz also needs
     # etcd, and it gets its own, looser bound: the frozen node takes an etcd member with it, and when
     # the surviving apiservers were using that member (cl-cp1's, first in their --etcd-servers) their
-    # /readyz fails until their etcd client gives up on it (kubesim: a 5 s request timeout). HAProxy's
-    # check leaves the etcd checks out (the test before this one), so that does not empty the rotation.
+    # /readyz fails until their etcd client gives up on it. HAProxy's check leaves the etcd checks out
+    # (the test before this one), so that does not empty the rotation.
     def kill_and_freeze():
         node_exec(holder, "kill -KILL %s" % " ".join(pids))
         sh("podman", "pause", holder)
@@ -370,18 +370,22 @@ def test_scale_adds_a_worker_and_only_it_and_drift_change(kubeconfig):
     print("\nscale: site.yml with %s added took %.0f s; changed per host: %s" % (
         name, elapsed, {h: r["changed"] for h, r in sorted(recap.items())}))
     assert recap[name]["changed"] > 0 and recap[name]["failed"] == 0
-    # Adding a node legitimately rewrites the node list every host keeps in /etc/hosts (common role) and, on
-    # cl-w2, the firewall's list of the nodes that may reach the pod network's VXLAN port (node role); each
+    # Adding a node legitimately rewrites the node list every host keeps in /etc/hosts (common role), on
+    # cl-w2 the firewall's list of the nodes that may reach the pod network's VXLAN port (node role), and on
+    # cl-cp1 (where the cluster's API calls run) approves the new kubelet's serving certificate request; each
     # host's drift is repaired by exactly its tasks. Anything else changing on an existing host is a failure,
     # and so is a drift left in place.
     allowed = {"baremetal.kubernetes.common : List every cluster node in /etc/hosts"}
+    approve = ("baremetal.kubernetes.control_plane : Approve the serving certificate requests of the inventory's"
+               " kubelets")
+    assert approve in changed_tasks.get("cl-cp1", []), changed_tasks.get("cl-cp1")
     firewall = {"baremetal.kubernetes.node : Write the nftables rules and the unit that loads them at boot",
                 "baremetal.kubernetes.node : Reload the node firewall"}
     for host in list(CONTROL_PLANES) + list(WORKERS):
         if host == "cl-w2":
             assert firewall <= set(changed_tasks.get(host, [])), (host, changed_tasks.get(host))
             assert "10.123.70.23" in node_exec(host, "nft list table inet baremetal_kubernetes").stdout
-        allowed_here = allowed | (firewall if host == "cl-w2" else set())
+        allowed_here = allowed | (firewall if host == "cl-w2" else set()) | ({approve} if host == "cl-cp1" else set())
         assert recap[host]["failed"] == 0
         repairs = DRIFT.get(host, ("", set(), ""))[1]
         assert repairs <= set(changed_tasks.get(host, [])), (host, "drift not repaired", changed_tasks.get(host))

@@ -1,8 +1,8 @@
 # Copyright: baremetal.kubernetes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The common and node stages of site.yml on every cluster node. common: the hostname, every node in /etc/hosts,
-time sync with our server only. node: containerd as kubeadm needs it, the pinned Kubernetes packages from the
-signed kubesim mirror, held, and the OS settings; plus the container-only skips, which must be announced, and the
+time sync with our server only. node: containerd 2.x as kubeadm needs it, the pinned Kubernetes packages from
+the signed mirror, held, and the OS settings; plus the container-only skips, which must be announced, and the
 optional nftables firewall on cl-w2. Tests taking `host` run on every node.
 
 Control-plane checks live in their own files next to this one.
@@ -74,13 +74,13 @@ def test_containerd_runs_with_systemd_cgroups_and_the_pinned_sandbox_image(host)
     config = host.file("/etc/containerd/config.toml")
     assert config.mode == 0o600
     assert "SystemdCgroup = true" in config.content_string
-    assert 'sandbox_image = "%s"' % PAUSE in config.content_string
-    # What containerd itself parsed from that file, not just the file.
+    assert 'sandbox = "%s"' % PAUSE in config.content_string
+    # What containerd 2.x itself parsed from that file, not just the file.
     dump = host.run("containerd config dump")
     assert dump.rc == 0, dump.stderr
     assert "SystemdCgroup = true" in dump.stdout
-    assert 'sandbox_image = "%s"' % PAUSE in dump.stdout
-    assert 'config_path = "/etc/containerd/certs.d"' in dump.stdout
+    assert "sandbox = '%s'" % PAUSE in dump.stdout
+    assert "config_path = '/etc/containerd/certs.d'" in dump.stdout
 
 
 def test_the_cri_plugin_is_loaded_and_answers_on_the_crictl_endpoint(host):
@@ -94,14 +94,18 @@ def test_the_cri_plugin_is_loaded_and_answers_on_the_crictl_endpoint(host):
     # The CRI's own namespace exists once the plugin runs; containerd answers over the socket crictl uses.
     version = host.run("ctr --address /run/containerd/containerd.sock version")
     assert version.rc == 0 and "Server:" in version.stdout, version.stderr
-    # kubesim's cri-tools package: crictl reports the version the minor's repository ships.
+    # The cri-tools package of the minor's repository (tests/harness/components.yml: cri_tools).
     assert host.check_output("crictl --version") == "crictl version v1.36.0"
 
 
 def test_the_registry_mirror_is_configured(host):
     hosts_toml = host.file("/etc/containerd/certs.d/registry.k8s.io/hosts.toml").content_string
-    assert '[host."https://registry.cluster-test.invalid:5000"]' in hosts_toml
+    assert '[host."http://%s:5000"]' % MIRROR in hosts_toml
     assert 'capabilities = ["pull", "resolve"]' in hosts_toml
+    # The sandbox image's private registry name resolves only through its mirror, and the image was pulled.
+    private = host.file("/etc/containerd/certs.d/registry.cluster-test.invalid:5000/hosts.toml").content_string
+    assert '[host."http://%s:5000"]' % MIRROR in private
+    assert PAUSE in host.check_output("crictl images -o json")
 
 
 def test_kubernetes_packages_are_installed_at_the_exact_version_and_held(host):
