@@ -36,6 +36,12 @@ FAILOVER_MARGIN_S = 2.0
 # Readiness (/readyz, which needs etcd) after the frozen node took an etcd member with it: the VIP
 # bound plus the apiservers' etcd client giving up on that member, with room for this loaded host.
 READY_BOUND_S = 15.0
+# Until when /readyz may still fail now and then after a node froze: the surviving apiservers' etcd clients
+# keep the frozen member's connection (its kernel still holds the TCP session) and send it some of their
+# requests until gRPC's keepalive gives up on it: a ping after 30 s without anything read, then a 10 s timeout
+# (kube-apiserver's etcd client settings, not a flag). Then every /readyz answers; measured here: the last
+# failure ended 47.5 s and 36.9 s after the freeze. A margin for this host.
+READY_STABLE_BOUND_S = 60.0
 
 
 # -- the admin kubeconfig the role fetched to the controller ---------------------------------------
@@ -278,19 +284,21 @@ def test_vip_holder_apiserver_killed_and_node_frozen_api_stays_reachable(kubecon
         sh("podman", "pause", holder)
         frozen_restored.append(holder)
 
-    endpoint, ready = through_the_vip(context, 30.0, kill_and_freeze)
+    endpoint, ready = through_the_vip(context, 75.0, kill_and_freeze)
     recovery, stable, failed, total = endpoint.outage
-    ready_recovery = ready.outage[0]
+    ready_recovery, ready_stable = ready.outage[0], ready.outage[1]
     print("\nfailover: %s (VIP holder) apiserver SIGKILLed + node frozen; through the VIP the API endpoint answered "
           "again after %s s (bound %.1f + margin %.1f s), the last failed request ended at %.2f s; %d/%d requests "
-          "failed; /readyz was 200 again after %s s (bound %.0f s)"
+          "failed; /readyz was 200 again after %s s (bound %.0f s), its last failure ended at %.2f s (bound %.0f s)"
           % (holder, "%.2f" % recovery if recovery is not None else "never", FAILOVER_BOUND_S, FAILOVER_MARGIN_S,
              stable, failed, total, "%.2f" % ready_recovery if ready_recovery is not None else "never",
-             READY_BOUND_S))
-    assert recovery is not None, "the API endpoint never answered again through the VIP within 30 s"
+             READY_BOUND_S, ready_stable, READY_STABLE_BOUND_S))
+    assert recovery is not None, "the API endpoint never answered again through the VIP within 75 s"
     assert recovery <= FAILOVER_BOUND_S + FAILOVER_MARGIN_S
     assert all(r[2] for r in endpoint.results[-10:]), "requests through the VIP still fail at the end of the window"
     assert ready_recovery is not None and ready_recovery <= READY_BOUND_S
+    assert ready_stable <= READY_STABLE_BOUND_S, "/readyz through the VIP still failed %.1f s after the freeze" % (
+        ready_stable)
     assert all(r[2] for r in ready.results[-10:]), "/readyz through the VIP still fails at the end of the window"
     # The real kubectl works through the VIP while the old holder is still frozen.
     out = kubectl(kubeconfig, "get", "nodes", "-o", "name").stdout.split()
