@@ -291,8 +291,16 @@ class EtcdCtl:
         return rc, out, err
 
     def snapshot_status(self, path):
-        """Hash, revision and key count of a snapshot file, with etcdutl when the release ships it."""
-        etcdutl = self.module.get_bin_path("etcdutl", required=False)
+        """Hash, revision and key count of a snapshot file, with etcdutl when the release ships it.
+
+        The etcdutl of the same release as the etcdctl in use (next to it) comes first: etcd 3.6's etcdctl
+        no longer reads snapshot files, and an etcdctl given by path need not be on PATH.
+        """
+        sibling = os.path.join(os.path.dirname(self.binary), "etcdutl")
+        if os.path.isfile(sibling) and os.access(sibling, os.X_OK):
+            etcdutl = sibling
+        else:
+            etcdutl = self.module.get_bin_path("etcdutl", required=False)
         if etcdutl:
             command = [etcdutl, "snapshot", "status", path, "-w", "json"]
         else:

@@ -15,8 +15,9 @@ description:
     moves it into place atomically and prunes older snapshots.
   - "Verification before success is reported: the sha256 trailer that etcd appends to every snapshot must
     match the content (this catches truncated or modified files, which C(snapshot status) alone does not),
-    and C(etcdutl snapshot status) must read hash, revision and key count. etcd 3.4 ships no etcdutl, so the
-    module falls back to C(etcdctl snapshot status -w json)."
+    and C(etcdutl snapshot status) must read hash, revision and key count. The etcdutl next to I(etcdctl)
+    comes first (etcd 3.6's etcdctl no longer reads snapshot files), then one on C(PATH). etcd 3.4 ships no
+    etcdutl, so the module then falls back to C(etcdctl snapshot status -w json)."
   - The snapshot download may take ten times I(command_timeout).
   - The snapshot is written under a temporary hidden name in I(dest) and renamed only after verification,
     so a half-written or unverified file never carries the final name.
@@ -30,7 +31,8 @@ description:
 author:
   - baremetal.kubernetes maintainers (@baremetal-kubernetes)
 requirements:
-  - etcdctl (v3 API; etcd 3.4 or later) on the host that runs the module; etcdutl is used when present
+  - etcdctl (v3 API; etcd 3.4 or later) on the host that runs the module; etcdutl (etcd 3.5 and later) is used
+    when it is next to etcdctl or on C(PATH)
 options:
   state:
     description:

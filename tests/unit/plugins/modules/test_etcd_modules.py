@@ -254,6 +254,27 @@ def test_verified_state(fake, tmp_path):
     assert failed and "is corrupted" in result["msg"]
 
 
+def test_verified_state_uses_the_etcdutl_next_to_the_etcdctl_given(fake, tmp_path):
+    # etcd 3.6's etcdctl cannot read a snapshot file; the etcdutl of its release sits next to it, off PATH.
+    good = tmp_path / "good.db"
+    good.write_bytes(fake.snapshot_payload)
+    etcdutl = tmp_path / "etcdutl"
+    etcdutl.write_text("x")
+    etcdutl.chmod(0o755)
+    failed, result = run(etcd_snapshot, dict(state="verified", path=str(good), etcdctl=str(tmp_path / "etcdctl")))
+    assert not failed and result["total_keys"] == 1005
+    assert fake.calls[-1][:3] == [str(etcdutl), "snapshot", "status"]
+
+
+def test_verified_state_falls_back_to_etcdctl_without_etcdutl(fake, tmp_path):
+    # etcd 3.4 ships no etcdutl: its etcdctl reads the file.
+    good = tmp_path / "good.db"
+    good.write_bytes(fake.snapshot_payload)
+    failed, result = run(etcd_snapshot, dict(state="verified", path=str(good), etcdctl=str(tmp_path / "etcdctl")))
+    assert not failed and result["total_keys"] == 1005
+    assert fake.calls[-1][:3] == [str(tmp_path / "etcdctl"), "snapshot", "status"]
+
+
 def test_present_requires_endpoints_and_dest(fake):
     failed, result = run(etcd_snapshot, dict(dest="/tmp"))
     assert failed and "endpoints" in result["msg"]
