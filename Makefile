@@ -13,7 +13,7 @@ export ANSIBLE_NOCOLOR := 1
 export PY_COLORS := 0
 
 APT_PACKAGES := podman runc debootstrap uidmap slirp4netns iproute2 iptables ca-certificates \
-	curl gnupg shellcheck haproxy keepalived etcd-server etcd-client openssh-client \
+	curl gnupg shellcheck haproxy keepalived openssh-client \
 	qemu-system-x86 qemu-utils socat dpkg-dev e2fsprogs psmisc gcc libc6-dev libseccomp-dev
 ALL_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 # Scenarios not yet passing end to end in one `molecule test` run. `make molecule` names them on every
@@ -36,7 +36,7 @@ SANITY_ROOT := build/sanity/ansible_collections/baremetal/kubernetes
 EE_OUT ?= build/ee
 EE_TAG ?= baremetal-kubernetes-ee:$(shell sed -n 's/^version: //p' galaxy.yml)
 
-.PHONY: help deps apt venv image vm-image components packages lint sanity units kubesim integration checks molecule test test-vm \
+.PHONY: help deps apt venv image vm-image components packages lint sanity units integration checks molecule test test-vm \
 	test-vm-kernel ee bench lab \
 	lab-destroy clean
 
@@ -51,7 +51,7 @@ apt: ## Debian packages the harness needs (root)
 	@# The Debian packages may start host services we never use; the tests run their own copies in
 	@# nodes. Stop them through systemd only: a pkill here would also hit the processes inside running
 	@# test containers, which the host sees.
-	-systemctl disable --now haproxy keepalived etcd >/dev/null 2>&1 || true
+	-systemctl disable --now haproxy keepalived >/dev/null 2>&1 || true
 
 venv: $(VENV)/.installed ## Python venv from requirements.txt
 $(VENV)/.installed: requirements.txt
@@ -96,9 +96,6 @@ $(SANITY_VENV)/.installed: requirements.txt
 units: venv components ## Unit tests (modules, plugins, role specs)
 	pytest -q tests/unit
 
-kubesim: venv image ## kubesim test double: unit, real-kubectl fidelity, kubeadm/kubelet and apt-mirror tests
-	pytest -q -p no:cacheprovider tests/kubesim
-
 integration: venv components ## Controller-side integration tests (preflight contacts no host, collection build)
 	pytest -q tests/integration
 
@@ -116,7 +113,7 @@ molecule: venv image packages ## Every Molecule scenario (check mode, converge, 
 	@for s in $(filter $(VM_SCENARIOS),$(filter-out $(SCENARIOS),$(ALL_SCENARIOS))); do \
 		echo "== NOT RUN here: molecule/$$s boots QEMU VMs (make test-vm; make test runs its reduced form)"; done
 
-test: venv vm-image ## Everything CI runs: checks, the VM scenario's reduced form next to them, every container scenario
+test: venv vm-image packages ## Everything CI runs: checks, the VM scenario's reduced form next to them, every container scenario
 	@# The checks share nothing and are bound by one core each (-j2; -O prints each one's output whole when
 	@# it ends). molecule/vm's reduced form runs in the background from the start, holding QUIET_LOCK, next
 	@# to the checks only: every container scenario waits for the lock before it starts. (Its reboot under
@@ -132,15 +129,15 @@ test: venv vm-image ## Everything CI runs: checks, the VM scenario's reduced for
 		wait $$vm; vm=$$?; echo "== output of molecule/vm's reduced form ($$log), run in the background:"; \
 		cat $$log; [ $$rc -eq 0 ] && [ $$vm -eq 0 ]
 
-test-vm: venv vm-image ## The VM scenarios (QEMU; KVM when it works, else slow TCG), with their times
+test-vm: venv vm-image packages ## The VM scenarios (QEMU; KVM when it works, else slow TCG), with their times
 	@set -e; times=""; for s in $(VM_SCENARIOS); do echo "== molecule test -s $$s"; t0=$$(date +%s); molecule test -s $$s; \
 		t=$$(( $$(date +%s) - t0 )); times="$$times$$(printf '  %-12s %5d s' $$s $$t)\n"; \
 		echo "== molecule/$$s passed in $$t s"; done; printf "== VM scenarios\n$$times"
 
-test-vm-kernel: venv vm-image ## molecule/vm's reduced form (VM_KERNEL_TAGS), as CI runs it, with its time
+test-vm-kernel: venv vm-image packages ## molecule/vm's reduced form (VM_KERNEL_TAGS), as CI runs it, with its time
 	@$(VM_KERNEL_RUN)
 
-checks: lint sanity units kubesim integration ## lint, sanity, units, kubesim and integration (no Molecule)
+checks: lint sanity units integration ## lint, sanity, units and integration (no Molecule)
 
 ee: venv ## AWX/AAP execution environment: build context in build/ee (EE_BUILD=1: also the image, EE_TAG)
 	rm -rf $(EE_OUT)

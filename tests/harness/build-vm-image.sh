@@ -15,7 +15,8 @@
 # The VM has no route to the internet (QEMU user networking with restrict=on). The Debian packages the
 # node role installs are therefore downloaded here, on the host, from Debian's signed mirror, into a
 # local repository inside the image (/var/local/baremetal-debs); it is the VM's only apt source.
-# The Kubernetes packages come from kubesim's mirror, forwarded into the VM (molecule/vm/create.yml).
+# The Kubernetes packages and containerd come from the real components' package site (tests/harness/
+# packages.py), forwarded into the VM (molecule/vm/create.yml).
 #
 # Needs root (chroot, bind mounts), podman, qemu-img and mkfs.ext4 (e2fsprogs).
 set -euo pipefail
@@ -29,13 +30,12 @@ OUT_BASE=${VM_IMAGE_DIR:-$root_dir/build/vm-image}
 DISK_SIZE=${VM_DISK_SIZE:-4G}
 # What turns the container filesystem into a bootable machine.
 BOOT_PACKAGES="linux-image-amd64 kmod udev"
-# What the node role installs from Debian (roles/node/vars/Debian.yml: __node_os_packages and
-# containerd), and what kubesim's kubelet/kubeadm packages depend on (tests/kubesim/kubesim/mirror.py:
-# PYDEPS). Only their .debs are stored (with every dependency the image lacks), not installed: the
+# What the node role installs from Debian (roles/node/vars/Debian.yml: __node_os_packages), and what the
+# kubelet package depends on (its Depends, as pkgs.k8s.io's: tests/harness/packages.py DEB_META). Only their .debs are stored (with every dependency the image lacks), not installed: the
 # role installs them. A package the role starts to need and that is missing here makes converge fail
 # with apt's "Unable to locate package", never a silent skip.
-NODE_PACKAGES="conntrack socat iptables nftables gnupg ca-certificates containerd
-python3-yaml python3-cryptography python3-nacl"
+NODE_PACKAGES="conntrack socat iptables nftables gnupg ca-certificates
+iproute2 util-linux mount ethtool ebtables"
 
 node_image_id=$(podman image inspect --format '{{.Id}}' "$NODE_IMAGE") \
   || { echo "build-vm-image: no $NODE_IMAGE (make image)" >&2; exit 1; }

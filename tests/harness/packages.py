@@ -206,7 +206,7 @@ def build_deb(work, pool, name, version, files, scripts=None):
 
 
 def write_index(repo):
-    """Packages, Packages.gz and Release of the flat repository ``repo`` (as tests/kubesim/kubesim/mirror.py)."""
+    """Packages, Packages.gz and Release of the flat repository ``repo``, as pkgs.k8s.io lays them out."""
     entries = []
     for deb in sorted(Path(repo).rglob("*.deb")):
         data = deb.read_bytes()

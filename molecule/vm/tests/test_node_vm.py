@@ -18,6 +18,8 @@ import pytest
 from vm_ssh import close_master
 
 VERSION = "1.36.2"
+CONTAINERD = "2.2.10"
+RUNC = "1.3.7"
 MODULES = ("br_netfilter", "overlay")
 SYSCTLS = {
     "net.bridge.bridge-nf-call-iptables": "1",
@@ -101,6 +103,9 @@ def test_after_the_reboot_the_modules_and_sysctls_come_back(host):
 def test_containerd_runs_with_systemd_cgroups(host):
     containerd = host.service("containerd")
     assert containerd.is_running and containerd.is_enabled
+    # The release the inventory pins (molecule.yml), with its runc, not Debian's containerd 1.6.
+    assert "v" + CONTAINERD in host.check_output("containerd --version").split()
+    assert host.check_output("runc --version").splitlines()[0] == "runc version %s" % RUNC
     config = host.file("/etc/containerd/config.toml")
     assert config.mode == 0o600
     assert "SystemdCgroup = true" in config.content_string
