@@ -63,3 +63,21 @@ def inventory_args():
     for extra in sorted((Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "extra-inventory").glob("*.yml")):
         args += ["-i", str(extra)]
     return args
+
+
+# HAProxy's admin socket, read with the node's python3 (not every node has socat).
+_SHOW_STAT = (
+    "python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.settimeout(5); "
+    "s.connect('/run/haproxy/admin.sock'); s.sendall(b'show stat\\n'); d=b''\n"
+    "while True:\n c=s.recv(65536)\n if not c: break\n d+=c\nprint(d.decode())\""
+)
+
+
+def haproxy_servers(node, backend="kube_apiservers"):
+    """server name -> (status such as UP or DOWN, current sessions) of one HAProxy backend on ``node``."""
+    servers = {}
+    for line in node_exec(node, _SHOW_STAT).stdout.splitlines():
+        fields = line.split(",")
+        if len(fields) > 17 and fields[0] == backend and fields[1] not in ("BACKEND", "FRONTEND"):
+            servers[fields[1]] = (fields[17], int(fields[4] or 0))
+    return servers

@@ -326,10 +326,15 @@ def _fetch(node, pod, url):
     return node_exec(node, command).stdout.strip()
 
 
-def _deployment_spread():
-    """{worker: pod} once the Deployment has a Ready pod on every worker, else None."""
-    pods = kubectl_json("get", "pods", "-n", NAMESPACE, "-l", "app=web")["items"]
-    placed = {p["spec"]["nodeName"]: p for p in pods if pod_ready(p) and not p["metadata"].get("deletionTimestamp")}
+def live_web_pods(kubeconfig_path, namespace):
+    """{name: pod} of the app=web pods in ``namespace`` that are not being deleted."""
+    pods = kube.kubectl_json(kubeconfig_path, "get", "pods", "-n", namespace, "-l", "app=web")["items"]
+    return {p["metadata"]["name"]: p for p in pods if not p["metadata"].get("deletionTimestamp")}
+
+
+def web_spread(kubeconfig_path, namespace):
+    """{worker: pod} once a Ready web pod runs on every worker, else None (also test_upgrade.py's workload)."""
+    placed = {p["spec"]["nodeName"]: p for p in live_web_pods(kubeconfig_path, namespace).values() if pod_ready(p)}
     return placed if sorted(placed) == sorted(WORKERS) else None
 
 
@@ -342,7 +347,7 @@ def web_pods():
     for node in CONTROL_PLANES:
         _start_web_pod("web-%s" % node, node)
     pods = {node: _ready_pod("web-%s" % node) for node in CONTROL_PLANES}
-    spread, waited = wait_for(_deployment_spread, timeout=180, interval=2)
+    spread, waited = wait_for(lambda: web_spread(kubeconfig(), NAMESPACE), timeout=180, interval=2)
     assert spread, "the web Deployment has no Ready pod on every worker after %.0f s: %s" % (waited, kubectl(
         "get", "pods", "-n", NAMESPACE, "-o", "wide").stdout)
     return {**pods, **spread}

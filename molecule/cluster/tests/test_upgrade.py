@@ -38,10 +38,10 @@ from pathlib import Path
 
 import pytest
 from kube import fetched_kubeconfig, kubectl, kubectl_json
-from node_shell import ansible_env, inventory_args, node_exec, sh, wait_for
+from node_shell import ansible_env, haproxy_servers, inventory_args, node_exec, sh, wait_for
 from run_watch import MarkedRun, Poller, ca_context, changed_by_host, probe
 from test_control_plane import CONTROL_PLANES, K8S_VERSION, PORT, VIP, readyz
-from test_real_cluster import NODES, WORKERS, pod_ready, web_affinity, web_container
+from test_real_cluster import NODES, WORKERS, live_web_pods, pod_ready, web_affinity, web_container, web_spread
 
 # tests/harness/components.yml: the newest patch of the minor the cluster runs, and the next minor.
 PATCH = "1.36.3"
@@ -105,14 +105,7 @@ def nodes(kubeconfig):
 
 
 def web_pods(kubeconfig):
-    pods = kubectl_json(kubeconfig, "get", "pods", "-n", NAMESPACE, "-l", "app=web")["items"]
-    return {p["metadata"]["name"]: p for p in pods if not p["metadata"].get("deletionTimestamp")}
-
-
-def spread_over_the_workers(kubeconfig):
-    """{worker: pod name} once a Ready web pod runs on every worker, else None."""
-    placed = {pod["spec"]["nodeName"]: name for name, pod in web_pods(kubeconfig).items() if pod_ready(pod)}
-    return placed if sorted(placed) == sorted(WORKERS) else None
+    return live_web_pods(kubeconfig, NAMESPACE)
 
 
 def budget_sample(kubeconfig):
@@ -288,7 +281,7 @@ def test_a_scheduled_run_inside_its_window_moves_to_the_newest_patch(kubeconfig)
 def test_upgrade_interrupted_then_resumed_answers_every_api_and_workload_request(kubeconfig):
     kubectl(kubeconfig, "create", "namespace", NAMESPACE, check=False)
     kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps(WORKLOAD))
-    placed, waited = wait_for(lambda: spread_over_the_workers(kubeconfig), 180, interval=2)
+    placed, waited = wait_for(lambda: web_spread(kubeconfig, NAMESPACE), 180, interval=2)
     assert placed, "the web pods were not Ready one per worker after %.0f s: %s" % (waited, {
         name: (p["spec"].get("nodeName"), p["status"].get("phase")) for name, p in web_pods(kubeconfig).items()})
     addresses = cycle(NODES.values())
@@ -448,9 +441,7 @@ def test_every_node_runs_the_target(kubeconfig):
         assert version["gitVersion"] == target, (name, version)
         assert readyz(address, 6443, context, timeout=2)
         # Back in HAProxy's rotation on every load balancer.
-        stat = node_exec(name, "echo 'show stat' | socat stdio UNIX-CONNECT:/run/haproxy/admin.sock").stdout
-        states = {f[1]: f[17] for f in (line.split(",") for line in stat.splitlines())
-                  if len(f) > 17 and f[0] == "kube_apiservers" and f[1] in CONTROL_PLANES}
+        states = {server: state for server, (state, _sessions) in haproxy_servers(name).items()}
         assert states == dict.fromkeys(CONTROL_PLANES, "UP"), (name, states)
 
 

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 
-from node_shell import node_exec, sh, wait_for
+from node_shell import haproxy_servers, node_exec, sh, wait_for
 
 NODES = {"ha-cp1": "10.123.40.11", "ha-cp2": "10.123.40.12", "ha-cp3": "10.123.40.13"}
 CLIENT = "ha-client"
@@ -96,29 +96,14 @@ def finish_probe(process, timeout):
 
 
 # -- HAProxy's view ----------------------------------------------------------------------------
-_SHOW_STAT = (
-    "python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.settimeout(5); "
-    "s.connect('/run/haproxy/admin.sock'); s.sendall(b'show stat\\n'); d=b''\n"
-    "while True:\n c=s.recv(65536)\n if not c: break\n d+=c\nprint(d.decode())\""
-)
-
-
 def backend_states(node):
     """server name -> status (UP, DOWN, ...) of the kube_apiservers backend, from the admin socket."""
-    out = node_exec(node, _SHOW_STAT).stdout
-    states = {}
-    for line in out.splitlines():
-        fields = line.split(",")
-        if len(fields) > 17 and fields[0] == "kube_apiservers" and fields[1] not in ("BACKEND", "FRONTEND"):
-            states[fields[1]] = fields[17]
-    return states
+    return {name: state for name, (state, _sessions) in haproxy_servers(node).items()}
 
 
 def backend_sessions(node):
     """server name -> current sessions (scur) of the kube_apiservers backend."""
-    out = node_exec(node, _SHOW_STAT).stdout
-    return {fields[1]: int(fields[4] or 0) for fields in (line.split(",") for line in out.splitlines())
-            if len(fields) > 17 and fields[0] == "kube_apiservers" and fields[1] not in ("BACKEND", "FRONTEND")}
+    return {name: sessions for name, (_state, sessions) in haproxy_servers(node).items()}
 
 
 def haproxy_pids(node):
