@@ -86,6 +86,10 @@ class FakeCluster:
         self.pdbs = []
         self.leases = {}
         self.eviction_script = {}
+        # ``eviction_after[pod name]``: pods that must have been evicted before this one's eviction is accepted;
+        # until then it answers 429 (its script waits). Shows, without timing, that a refused pod holds up
+        # no other.
+        self.eviction_after = {}
         self.linger = {}
         self.namespace_marks = {}
         self.replace_with_new_uid = set()
@@ -285,9 +289,14 @@ class FakeCluster:
             return status(404, "NotFound", 'pods "%s" not found' % name)
         dry = query.get("dryRun") == "All"
         script = self.eviction_script.get(name, [201])
-        code = script[0]
-        if len(script) > 1 and not dry:
-            script.pop(0)
+        waiting_for = {other for other in self.eviction_after.get(name, ())
+                       if not any(e[0] == "evict" and e[1] == other and e[2] == 201 and not e[3] for e in self.events)}
+        if waiting_for:
+            code = 429
+        else:
+            code = script[0]
+            if len(script) > 1 and not dry:
+                script.pop(0)
         self.events.append(("evict", name, code, dry, time.monotonic()))
         if code == "namespace-terminating":
             if not dry and name in self.namespace_marks:
