@@ -9,8 +9,8 @@ A tiny HTTPS server (Python standard library only) for the ha_endpoint scenario:
 - ``GET /watch?seconds=N`` streams one line every 0.2 s for N seconds (at most 300), like a
   long-lived watch, to prove that a HAProxy reload does not cut open connections.
 
-The real kube-apiserver behind the same HAProxy and keepalived is molecule/cluster's; README "What stays
-simulated" says why this scenario keeps a backend whose readiness the test sets.
+The real kube-apiserver behind the same HAProxy and keepalived is molecule/cluster's; docs/testing.md, "What
+stays simulated", says why this scenario keeps a backend whose readiness the test sets.
 """
 
 import argparse
