@@ -31,7 +31,8 @@ options:
   cluster:
     description:
       - Cluster-wide variables as the play resolves them (C(k8s_version), C(k8s_api_vip), C(k8s_api_port),
-        C(k8s_pod_subnet), C(k8s_service_subnet), C(k8s_cluster_name), C(etcd_version)).
+        C(k8s_pod_subnet), C(k8s_service_subnet), C(k8s_cluster_name), C(k8s_encryption_provider),
+        C(k8s_encryption_resources), C(k8s_encryption_config_file), C(etcd_version)).
       - When omitted, each is read from the play's variables, which include the
         C(baremetal.kubernetes.cluster_defaults) role defaults when the play lists that role.
     type: dict

@@ -49,6 +49,7 @@ CLUSTER_VARIABLES = (
     "k8s_cluster_name",
     "k8s_encryption_provider",
     "k8s_encryption_resources",
+    "k8s_encryption_config_file",
     "etcd_version",
 )
 

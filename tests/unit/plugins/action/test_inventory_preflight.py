@@ -258,6 +258,15 @@ def test_host_value_different_from_cluster_value_is_an_override():
     assert "group_vars/all" in result["problems"][0]["fix"]
 
 
+def test_encryption_config_file_is_cluster_wide():
+    # Every apiserver mounts the file at one path, and the rotation reads it on every node at that path.
+    task_vars = good_task_vars()
+    task_vars["k8s_encryption_config_file"] = "/etc/kubernetes/enc/encryption-config.yaml"
+    task_vars["hostvars"]["cp3"]["k8s_encryption_config_file"] = "/etc/kubernetes/other.yaml"
+    result = run(task_vars, {"fail_on_problems": False})
+    assert [(item["host"], item["variable"]) for item in result["problems"]] == [("cp3", "k8s_encryption_config_file")]
+
+
 def test_override_makes_the_task_fail():
     task_vars = good_task_vars()
     task_vars["hostvars"]["cp2"]["k8s_pod_subnet"] = "10.245.0.0/16"
