@@ -211,20 +211,26 @@ def scheduled(window, report, *extra):
               env=ansible_env())
 
 
-def day(offset):
-    """A whole day as a window, in the controller's (this host's) local time: today (0) or another day."""
-    return "%s 00:00-24:00" % (datetime.now() + timedelta(days=offset)).strftime("%a")
+def days(*offsets):
+    """Whole days as a window, in the controller's (this host's) local time: 0 is today, 1 tomorrow..."""
+    return "%s 00:00-24:00" % ",".join((datetime.now() + timedelta(days=o)).strftime("%a") for o in offsets)
+
+
+# Inside: today and tomorrow, so that a run which crosses midnight is still inside. Outside: three days on,
+# which no run of this test reaches.
+INSIDE = days(0, 1)
+OUTSIDE = days(3)
 
 
 def test_a_scheduled_run_outside_its_window_changes_nothing(kubeconfig):
     before_versions, before_snapshots = kubelet_versions(kubeconfig), snapshots()
     report = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "scheduled-outside.json"
-    run = scheduled(day(1), report)
+    run = scheduled(OUTSIDE, report)
     assert run.returncode == 0, run.stdout[-6000:]
     assert "upgrade: nothing to do - " in flat(run)
-    assert "is outside the maintenance window %s" % day(1) in flat(run)
+    assert "is outside the maintenance window %s" % OUTSIDE in flat(run)
     summary = json.loads(report.read_text())
-    assert summary["result"] == "nothing to do" and summary["window"] == day(1)
+    assert summary["result"] == "nothing to do" and summary["window"] == OUTSIDE
     assert "outside the maintenance window" in summary["reason"]
     # The only change anywhere: the report, written on the controller.
     changed = {task for tasks in changed_by_host(run.stdout).values() for task in tasks}
@@ -241,7 +247,7 @@ def test_a_scheduled_run_inside_its_window_moves_to_the_newest_patch(kubeconfig)
                           "started": "earlier", "epoch": int(time.time()) - 60})
     node_exec("cl-cp1", "mkdir -p %s && printf '%%s' '%s' > %s" % (os.path.dirname(LOCK), foreign, LOCK))
     before = kubelet_versions(kubeconfig)
-    locked = scheduled(day(0), report)
+    locked = scheduled(INSIDE, report)
     assert locked.returncode != 0, locked.stdout[-4000:]
     assert "another upgrade holds the lock %s" % LOCK in flat(locked), locked.stdout[-4000:] + locked.stderr[-2000:]
     assert "ansible-playbook pid 4242 on ops-box" in flat(locked)
@@ -254,19 +260,19 @@ def test_a_scheduled_run_inside_its_window_moves_to_the_newest_patch(kubeconfig)
     kubectl(kubeconfig, "cordon", "cl-cp3")
     snapshots_before = snapshots()
     try:
-        run = scheduled(day(0), report, "-e", "control_plane_upgrade_workers=false")
+        run = scheduled(INSIDE, report, "-e", "control_plane_upgrade_workers=false")
         assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
         versions = kubelet_versions(kubeconfig)
         still_cordoned = cordoned(kubeconfig)
     finally:
         kubectl(kubeconfig, "uncordon", "cl-cp3")
-    print("\nscheduled run inside %s: control planes %s -> %s; kubelets: %s" % (day(0), K8S_VERSION, PATCH, versions))
+    print("\nscheduled run inside %s: control planes %s -> %s; kubelets: %s" % (INSIDE, K8S_VERSION, PATCH, versions))
     expected = {node: "v" + (PATCH if node in CONTROL_PLANES else K8S_VERSION) for node in NODES}
     assert versions == expected, versions
     assert still_cordoned == ["cl-cp3"]
     summary = json.loads(report.read_text())
     assert summary["result"] == "success" and summary["target"] == PATCH and summary["kind"] == "patch"
-    assert summary["scheduled"] is True and summary["window"] == day(0)
+    assert summary["scheduled"] is True and summary["window"] == INSIDE
     assert summary["nodes"]["cl-cp3"]["cordoned_before"] is True
     assert summary["nodes"]["cl-cp1"]["cordoned_before"] is False
     assert set(summary["upgraded"]) == set(CONTROL_PLANES)
