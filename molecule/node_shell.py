@@ -81,3 +81,8 @@ def haproxy_servers(node, backend="kube_apiservers"):
         if len(fields) > 17 and fields[0] == backend and fields[1] not in ("BACKEND", "FRONTEND"):
             servers[fields[1]] = (fields[17], int(fields[4] or 0))
     return servers
+
+
+def haproxy_states(node, backend="kube_apiservers"):
+    """server name -> status (UP, DOWN, ...) of one HAProxy backend on ``node``."""
+    return {name: state for name, (state, _sessions) in haproxy_servers(node, backend).items()}

@@ -31,9 +31,10 @@ DISK_SIZE=${VM_DISK_SIZE:-4G}
 # What turns the container filesystem into a bootable machine.
 BOOT_PACKAGES="linux-image-amd64 kmod udev"
 # What the node role installs from Debian (roles/node/vars/Debian.yml: __node_os_packages), and what the
-# kubelet package depends on (its Depends, as pkgs.k8s.io's: tests/harness/packages.py DEB_META). Only their .debs are stored (with every dependency the image lacks), not installed: the
-# role installs them. A package the role starts to need and that is missing here makes converge fail
-# with apt's "Unable to locate package", never a silent skip.
+# kubelet package depends on (its Depends, as pkgs.k8s.io's: tests/harness/packages.py DEB_META). Only
+# their .debs are stored (with every dependency the image lacks), not installed: the role installs them.
+# A package the role starts to need and that is missing here makes converge fail with apt's "Unable to
+# locate package", never a silent skip.
 NODE_PACKAGES="conntrack socat iptables nftables gnupg ca-certificates
 iproute2 util-linux mount ethtool ebtables"
 

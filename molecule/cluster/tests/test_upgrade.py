@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pytest
 from kube import fetched_kubeconfig, kubectl, kubectl_json
-from node_shell import ansible_env, haproxy_servers, inventory_args, node_exec, sh, wait_for
+from node_shell import ansible_env, haproxy_states, inventory_args, node_exec, sh, wait_for
 from run_watch import MarkedRun, Poller, ca_context, changed_by_host, probe
 from test_control_plane import CONTROL_PLANES, K8S_VERSION, PORT, VIP, readyz
 from test_real_cluster import NODES, WORKERS, live_web_pods, pod_ready, web_affinity, web_container, web_spread
@@ -447,7 +447,7 @@ def test_every_node_runs_the_target(kubeconfig):
         assert version["gitVersion"] == target, (name, version)
         assert readyz(address, 6443, context, timeout=2)
         # Back in HAProxy's rotation on every load balancer.
-        states = {server: state for server, (state, _sessions) in haproxy_servers(name).items()}
+        states = haproxy_states(name)
         assert states == dict.fromkeys(CONTROL_PLANES, "UP"), (name, states)
 
 

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 
-from node_shell import haproxy_servers, node_exec, sh, wait_for
+from node_shell import haproxy_servers, haproxy_states, node_exec, sh, wait_for
 
 NODES = {"ha-cp1": "10.123.40.11", "ha-cp2": "10.123.40.12", "ha-cp3": "10.123.40.13"}
 CLIENT = "ha-client"
@@ -98,7 +98,7 @@ def finish_probe(process, timeout):
 # -- HAProxy's view ----------------------------------------------------------------------------
 def backend_states(node):
     """server name -> status (UP, DOWN, ...) of the kube_apiservers backend, from the admin socket."""
-    return {name: state for name, (state, _sessions) in haproxy_servers(node).items()}
+    return haproxy_states(node)
 
 
 def backend_sessions(node):
