@@ -23,7 +23,7 @@ import yaml
 from kube import fetched_kubeconfig
 from node_shell import ansible_env, inventory_args, node_exec, sh
 from test_control_plane import RECAP
-from test_upgrade import LOCK, day, flat, kubelet_versions
+from test_upgrade import LOCK, OUTSIDE, flat, kubelet_versions
 
 OPERATOR = "cl-ops"
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
@@ -104,7 +104,7 @@ def timer_vars(**override):
     result = {
         "upgrade_timer_inventory": INVENTORY,
         "upgrade_timer_ansible_playbook": "/usr/local/bin/ansible-playbook",
-        "upgrade_timer_extra_vars": {"control_plane_upgrade_window": day(1)},
+        "upgrade_timer_extra_vars": {"control_plane_upgrade_window": OUTSIDE},
         "upgrade_timer_environment": {"ANSIBLE_COLLECTIONS_PATH": "/opt/ansible/collections",
                                       "ANSIBLE_HOST_KEY_CHECKING": "False"},
     }
@@ -161,10 +161,10 @@ def test_the_timer_is_installed_idempotently_and_its_run_does_a_real_scheduled_u
     assert started.returncode == 0, journal[-6000:]
     assert node_exec(OPERATOR, "systemctl show -P Result k8s-upgrade.service").stdout.strip() == "success"
     one_line = " ".join(journal.split())
-    assert "upgrade: nothing to do - " in one_line and "is outside the maintenance window %s" % day(1) in \
+    assert "upgrade: nothing to do - " in one_line and "is outside the maintenance window %s" % OUTSIDE in \
         one_line, journal[-4000:]
     report = json.loads(node_exec(OPERATOR, "cat %s" % REPORT).stdout)
-    assert report["result"] == "nothing to do" and report["scheduled"] is True and report["window"] == day(1)
+    assert report["result"] == "nothing to do" and report["scheduled"] is True and report["window"] == OUTSIDE
     # The run reached the cluster (it read the lock on cl-cp1 over SSH) and changed nothing there.
     assert "cl-cp1" in journal
     assert node_exec("cl-cp1", "test -e %s" % LOCK, check=False).returncode != 0
