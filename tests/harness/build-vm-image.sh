@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds the Debian 12 VM disk the Molecule `vm` scenario boots with QEMU, from the filesystem of
 # the node image (localhost/baremetal-node:debian12, tests/harness/build-node-image.sh) plus what a
-# real machine needs: a kernel, systemd-networkd with DHCP on the first NIC, and sshd. Output:
-#   build/vm-image/<recipe hash>/disk.qcow2   the base disk (one ext4 filesystem, /dev/vda, no bootloader)
-#   build/vm-image/<recipe hash>/vmlinuz      kernel and initrd for QEMU's -kernel/-initrd
-#   build/vm-image/<recipe hash>/initrd.img
+# real machine needs: a kernel, systemd-networkd with DHCP on the first NIC, and sshd. Output, in the
+# build cache outside the work tree (as tests/harness/components.py's), so a fresh clone reuses it:
+#   $BAREMETAL_CACHE/vm-image/<recipe hash>/disk.qcow2   the base disk (one ext4 filesystem, /dev/vda)
+#   $BAREMETAL_CACHE/vm-image/<recipe hash>/vmlinuz      kernel and initrd for QEMU's -kernel/-initrd
+#   $BAREMETAL_CACHE/vm-image/<recipe hash>/initrd.img
+# (default cache /var/cache/baremetal-kubernetes; VM_IMAGE_DIR replaces $BAREMETAL_CACHE/vm-image).
 # The last line of stdout is that directory. A directory for the current recipe (this script, the
-# node image's ID, the package lists) means the image is current and nothing is rebuilt.
+# node image's ID, the package lists) means the image is current and nothing is rebuilt. A lock lets
+# two clones ask at once: the second waits for the first's build and reuses it.
 #
 # No SSH key is baked in, so one image serves every scenario: at boot, baremetal-ssh-key.service
 # copies the key QEMU passes as fw_cfg opt/baremetal/authorized_keys into /root/.ssh/authorized_keys
@@ -22,11 +25,10 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root_dir=$(cd "$here/../.." && pwd)
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$here/containers.conf}"
 
 NODE_IMAGE=${NODE_IMAGE:-localhost/baremetal-node:debian12}
-OUT_BASE=${VM_IMAGE_DIR:-$root_dir/build/vm-image}
+OUT_BASE=${VM_IMAGE_DIR:-${BAREMETAL_CACHE:-/var/cache/baremetal-kubernetes}/vm-image}
 DISK_SIZE=${VM_DISK_SIZE:-4G}
 # What turns the container filesystem into a bootable machine.
 BOOT_PACKAGES="linux-image-amd64 kmod udev"
@@ -43,6 +45,9 @@ node_image_id=$(podman image inspect --format '{{.Id}}' "$NODE_IMAGE") \
 recipe_hash=$( { cat "$0"; echo "$node_image_id $BOOT_PACKAGES $NODE_PACKAGES $DISK_SIZE"; } \
   | sha256sum | cut -c1-12)
 out="$OUT_BASE/$recipe_hash"
+mkdir -p "$OUT_BASE"
+exec 8>"$OUT_BASE/.lock"
+flock -w 1800 8 || { echo "build-vm-image: $OUT_BASE/.lock still held after 1800 s (fuser -v it)" >&2; exit 1; }
 if [ -f "$out/disk.qcow2" ] && [ -f "$out/vmlinuz" ] && [ -f "$out/initrd.img" ]; then
   echo "VM image is current (recipe $recipe_hash)" >&2
   echo "$out"
@@ -165,7 +170,6 @@ cp "$tree/boot/initrd.img-${kernel##*/vmlinuz-}" "$work/initrd.img"
 mkfs.ext4 -q -F -L root -d "$tree" "$work/disk.raw" "$DISK_SIZE"
 qemu-img convert -O qcow2 "$work/disk.raw" "$work/disk.qcow2"
 
-mkdir -p "$OUT_BASE"
 tmp_out="$out.tmp.$$"
 rm -rf "$tmp_out"
 mkdir -p "$tmp_out"
