@@ -14,10 +14,9 @@ import time
 import pytest
 import testinfra
 
-# `make test` runs molecule/vm's reduced form next to the checks and lets the first container scenario's
-# create, check mode, converge and idempotence start while the VM may still run: nothing there is timed.
-# The VM run holds an exclusive lock on BAREMETAL_QUIET_LOCK until it ends; verify, whose failover and
-# upgrade bounds are timed, starts only on a quiet machine, so it takes the lock first.
+# `make test` (tests/harness/ci.sh test) runs molecule/vm's reduced form in the background, holding an
+# exclusive lock on BAREMETAL_QUIET_LOCK until it ends. Verify, whose failover and upgrade bounds are timed,
+# must start on a quiet machine, so it takes the lock first (ci.sh also waits for it before each scenario).
 QUIET_LOCK_TIMEOUT_S = 1800
 
 
