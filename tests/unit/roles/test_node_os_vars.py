@@ -86,6 +86,26 @@ def test_an_unknown_system_gets_no_file_and_the_preflight_refuses_it():
     assert "__node_os_repo_kind is defined" in asserts[0]["ansible.builtin.assert"]["that"]
 
 
+@pytest.mark.parametrize("system, tested", [("debian12", True), ("ubuntu2204", False), ("rocky9", False)])
+def test_only_the_tested_system_runs_without_the_untested_warning(system, tested):
+    platform = _render(FACTS[system], "{{ __node_platform }}")
+    assert (platform in _render(FACTS[system], "{{ __node_tested_platforms }}")) is tested
+    warn = [t for t in load_yaml(ROLE / "tasks" / "preflight.yml")
+            if t.get("name") == "Warn that no test runs this operating system"]
+    assert warn[0]["when"] == "__node_platform not in __node_tested_platforms"
+
+
+def test_galaxy_metadata_claims_only_the_tested_systems():
+    # Galaxy's platform names: "Debian" with codenames. Ubuntu and EL values exist but no test runs them.
+    codenames = {"12": "bookworm", "13": "trixie"}
+    tested = {("Debian", codenames[p.split()[1]]) for p in load_yaml(ROLE / "vars" / "main.yml")[
+        "__node_tested_platforms"]}
+    for meta in sorted((ROOT / "roles").glob("*/meta/main.yml")):
+        claimed = {(p["name"], str(v)) for p in load_yaml(meta)["galaxy_info"].get("platforms", [])
+                   for v in p["versions"]}
+        assert claimed <= tested, (meta.parent.parent.name, claimed - tested)
+
+
 def test_every_os_file_defines_the_same_names():
     debian = load_yaml(ROLE / "vars" / "Debian.yml")
     redhat = load_yaml(ROLE / "vars" / "RedHat.yml")
