@@ -23,7 +23,7 @@ EE_TAG ?= baremetal-kubernetes-ee:$(shell sed -n 's/^version: //p' galaxy.yml)
 
 .PHONY: help deps apt venv image vm-image components packages lint sanity units integration checks molecule test test-vm \
 	test-vm-kernel ee bench lab \
-	lab-destroy clean
+	lab-destroy clean docs
 
 help: ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -89,6 +89,9 @@ test-vm-kernel: venv vm-image packages ## molecule/vm's reduced form, as CI runs
 	tests/harness/ci.sh vm-kernel
 
 checks: lint sanity units integration ## lint, sanity, units and integration (no Molecule)
+
+docs: venv ## docs/reference/, generated from the roles' argument specs and the plugins' documentation
+	$(PY) tests/harness/refdocs.py write
 
 ee: venv ## AWX/AAP execution environment: build context in build/ee (EE_BUILD=1: also the image, EE_TAG)
 	rm -rf $(EE_OUT)
