@@ -25,8 +25,6 @@ NOT_YET_GREEN=""
 # The reduced form: only the node role's steps that containers cannot prove (swap, kernel modules,
 # sysctls), with the same check mode, idempotence and reboot; the tests of the rest are named, not run.
 VM_KERNEL_TAGS="node_preflight,node_swap,node_kernel,untagged"
-# Held by `test`'s background VM run; a container scenario (and so its verify) starts only once it is free.
-QUIET_LOCK="$PWD/build/quiet-machine.lock"
 QUIET_WAIT_S=1800
 SANITY_VENV=${SANITY_VENV:-.venv-sanity}
 SANITY_ROOT=build/sanity/ansible_collections/baremetal/kubernetes
@@ -70,16 +68,22 @@ timed() {
   echo "== $name passed in $(($(date +%s) - t0)) s"
 }
 
-wait_quiet() {  # bounded: until the background VM run of `test` has released the quiet lock
+# wait_quiet SCENARIO: bounded, until `test`'s background jobs allow the scenario to start. Every scenario
+# waits for QUIET_FIRST (the VM run); a scenario whose verify is not testinfra (molecule/conftest.py waits
+# there) waits for every lock in BAREMETAL_QUIET_LOCK before it starts at all.
+wait_quiet() {
   [ -n "${BAREMETAL_QUIET_LOCK:-}" ] || return 0
-  local t0
+  local locks=${QUIET_FIRST:-$BAREMETAL_QUIET_LOCK} lock t0
+  grep -q '^  name: testinfra' "molecule/$1/molecule.yml" || locks=$BAREMETAL_QUIET_LOCK
   t0=$(date +%s)
-  flock -w "$QUIET_WAIT_S" "$BAREMETAL_QUIET_LOCK" true || {
-    echo "== $BAREMETAL_QUIET_LOCK still locked after $QUIET_WAIT_S s: the background VM run did not end" \
-      "(build/test-vm-kernel.log)"
-    return 1
-  }
-  echo "== quiet machine: waited $(($(date +%s) - t0)) s for the background VM run"
+  for lock in ${locks//:/ }; do
+    flock -w "$QUIET_WAIT_S" "$lock" true || {
+      echo "== $lock still locked after $QUIET_WAIT_S s: a background job of \`make test\` did not end" \
+        "(build/test-vm-kernel.log, build/checks.log)"
+      return 1
+    }
+  done
+  echo "== quiet machine: waited $(($(date +%s) - t0)) s for the background jobs before molecule/$1"
 }
 
 molecule_all() {
@@ -90,7 +94,7 @@ molecule_all() {
     done
   fi
   for s in "${chosen[@]}"; do
-    wait_quiet || return $?
+    wait_quiet "$s" || return $?
     echo "== molecule test -s $s"
     timed "molecule/$s" molecule test -s "$s" || return $?
   done
@@ -119,30 +123,62 @@ test_vm() {
   printf "== VM scenarios\n%b" "$times"
 }
 
-# Everything CI runs. The checks share nothing and are bound by one core each (make -j2; -O prints each
-# one's output whole when it ends). molecule/vm's reduced form runs in the background from the start,
-# holding QUIET_LOCK, next to the checks only: every container scenario waits for the lock before it
-# starts (its reboot under TCG once did not come back within 480 s while molecule/cluster booted its
-# containers next to it), so verify steps, whose failover and upgrade bounds are timed, run on a quiet
-# machine too; molecule/conftest.py's wait for the lock before the first testinfra verify is then a
-# no-op. The VM run's output is printed at the end.
-test_all() {
-  local log=build/test-vm-kernel.log vm rc=0 vm_rc=0
-  mkdir -p build
-  : > "$QUIET_LOCK"
-  exec 9<>"$QUIET_LOCK"
-  flock -w 60 9 || { echo "== $QUIET_LOCK is held by another run (fuser -v $QUIET_LOCK)"; exit 1; }
-  # The subshell holds the lock (fd 9) until the VM run has ended; the run itself gets no copy of it.
-  ( status=0; (vm_kernel) 9<&- || status=$?; flock -u 9; exit $status ) > "$log" 2>&1 &
-  vm=$!
+# Everything CI runs, on a two-core machine where some verify steps assert time bounds (VIP failover, zero
+# failed requests during an upgrade, the VM's reboot). Three jobs start at once:
+#   - molecule/vm's reduced form, holding VM_LOCK: its reboot under TCG must not share the machine with a
+#     scenario's containers (it once did not come back within 480 s while molecule/cluster booted next to it);
+#   - the checks (make -j2 checks: each is bound by one core; -O keeps each one's output whole), holding
+#     CHECKS_LOCK, output in build/checks.log, printed when they end;
+#   - the container scenarios, one after another: each starts once the VM run has ended (VM_LOCK), so the
+#     first one's create, check mode, converge and idempotence (nothing timed) run next to the checks' last
+#     minutes; its verify waits for both locks (molecule/conftest.py, BAREMETAL_QUIET_LOCK). A scenario whose
+#     verifier is not testinfra has no such wait, so it starts only once both locks are free.
+# When the checks fail, the scenarios are stopped and destroyed: CI fails now, not an hour later.
+VM_LOCK="$PWD/build/quiet-vm.lock"
+CHECKS_LOCK="$PWD/build/quiet-checks.lock"
+
+# hold LOCK LOG COMMAND...: run COMMAND in the background, output to LOG, holding LOCK (taken here, before
+# the job starts, so nothing can slip in between) until it ends; the job's pid is left in $held.
+held=""
+hold() {
+  local lock=$1 log=$2
+  shift 2
+  : > "$lock"
+  exec 9<>"$lock"
+  flock -w 60 9 || { echo "== $lock is held by another run (fuser -v $lock)"; return 1; }
+  ( status=0; ("$@") 9<&- || status=$?; flock -u 9; exit $status ) > "$log" 2>&1 &
+  held=$!
   exec 9<&-
-  make --no-print-directory -j2 -O checks || rc=$?
-  if [ $rc -eq 0 ]; then
-    BAREMETAL_QUIET_LOCK=$QUIET_LOCK molecule_all || rc=$?
+}
+
+test_all() {
+  local vm checks scenarios rc=0 vm_rc=0 s
+  mkdir -p build
+  hold "$VM_LOCK" build/test-vm-kernel.log vm_kernel || return 1
+  vm=$held
+  hold "$CHECKS_LOCK" build/checks.log make --no-print-directory -j2 -O checks || return 1
+  checks=$held
+  # Its own session, so that a failure of the checks can stop it with everything it started.
+  BAREMETAL_QUIET_LOCK="$VM_LOCK:$CHECKS_LOCK" QUIET_FIRST="$VM_LOCK" setsid "$0" molecule &
+  scenarios=$!
+  trap 'kill -TERM -- -$scenarios 2>/dev/null || true' EXIT
+  wait $checks || rc=$?
+  echo "== output of the checks (build/checks.log), run next to the first scenario's build:"
+  cat build/checks.log
+  if [ $rc -ne 0 ]; then
+    echo "== the checks failed (exit $rc): stopping and destroying the Molecule scenarios"
+    kill -TERM -- -$scenarios 2>/dev/null || true
+    wait $scenarios || true
+    for s in $(all_scenarios); do
+      in_list "$s" "$VM_SCENARIOS" || molecule destroy -s "$s" > /dev/null 2>&1 || true
+    done
+  else
+    wait $scenarios || rc=$?
   fi
+  trap - EXIT
   wait $vm || vm_rc=$?
-  echo "== output of molecule/vm's reduced form ($log), run in the background:"
-  cat "$log"
+  echo "== output of molecule/vm's reduced form (build/test-vm-kernel.log), run in the background:"
+  cat build/test-vm-kernel.log
   [ $rc -eq 0 ] && [ $vm_rc -eq 0 ]
 }
 
