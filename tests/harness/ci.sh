@@ -71,6 +71,14 @@ timed() {
 # wait_quiet SCENARIO: bounded, until `test`'s background jobs allow the scenario to start. Every scenario
 # waits for QUIET_FIRST (the VM run); a scenario whose verify is not testinfra (molecule/conftest.py waits
 # there) waits for every lock in BAREMETAL_QUIET_LOCK before it starts at all.
+# molecule_timed ARGS...: `molecule ARGS`, with the time of day in front of Molecule's own step lines
+# ("INFO [cluster > converge] Executed: Successful"), so a log shows what each step took.
+molecule_timed() {
+  molecule "$@" 2>&1 | while IFS= read -r line; do
+    case $line in INFO*) printf '%(%H:%M:%S)T %s\n' -1 "$line" ;; *) printf '%s\n' "$line" ;; esac
+  done
+}
+
 wait_quiet() {
   [ -n "${BAREMETAL_QUIET_LOCK:-}" ] || return 0
   local locks=${QUIET_FIRST:-$BAREMETAL_QUIET_LOCK} lock t0
@@ -96,7 +104,7 @@ molecule_all() {
   for s in "${chosen[@]}"; do
     wait_quiet "$s" || return $?
     echo "== molecule test -s $s"
-    timed "molecule/$s" molecule test -s "$s" || return $?
+    timed "molecule/$s" molecule_timed test -s "$s" || return $?
   done
   printf "== molecule scenarios\n%b" "$times"
   for s in $(all_scenarios); do
@@ -111,14 +119,14 @@ molecule_all() {
 
 vm_kernel() {
   echo "== molecule test -s vm, reduced form: MOLECULE_VM_TAGS=$VM_KERNEL_TAGS"
-  MOLECULE_VM_TAGS=$VM_KERNEL_TAGS timed "molecule/vm (reduced form)" molecule test -s vm
+  MOLECULE_VM_TAGS=$VM_KERNEL_TAGS timed "molecule/vm (reduced form)" molecule_timed test -s vm
 }
 
 test_vm() {
   local s
   for s in $VM_SCENARIOS; do
     echo "== molecule test -s $s"
-    timed "molecule/$s" molecule test -s "$s" || return $?
+    timed "molecule/$s" molecule_timed test -s "$s" || return $?
   done
   printf "== VM scenarios\n%b" "$times"
 }
