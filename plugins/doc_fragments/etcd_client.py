@@ -8,7 +8,7 @@ import textwrap
 
 
 class ModuleDocFragment:
-    # The options of ETCD_CLIENT_ARGUMENT_SPEC in plugins/module_utils/etcd.py, which etcd_health and
+    # The options of ETCD_CLIENT_ARGUMENT_SPEC in plugins/module_utils/_etcd.py, which etcd_health and
     # etcd_snapshot take at the top level. etcd_snapshot overrides endpoints (required only with
     # state=present). The platform attribute is shared by the modules that run etcdctl; it comes before
     # options so that ETCD_SUBOPTIONS below takes the options only.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # The options of KUBECONFIG_ARGUMENT_SPEC in plugins/module_utils/k8s_client.py, and the platform
+    # The options of KUBECONFIG_ARGUMENT_SPEC in plugins/module_utils/_k8s_client.py, and the platform
     # attribute of the modules that take them (apiserver_encryption_status, cluster_health, k8s_drain,
     # k8s_storage_rewrite, kubelet_csr_approve).
     DOCUMENTATION = r"""

@@ -12,14 +12,14 @@ from datetime import datetime, timedelta
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.version_skew import (
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._version_skew import (
     KUBELET_MAX_SKEW,
     check_skew,
     parse_kube_version,
     upgrade_step_problem,
     version_text,
 )
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.versions import (
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._versions import (
     minor_supported,
     parse_k8s_version,
     supported_range_text,

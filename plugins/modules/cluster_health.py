@@ -218,19 +218,19 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.etcd import (
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._etcd import (
     ETCD_CLIENT_ARGUMENT_SPEC,
     EtcdCtl,
     collect_health,
 )
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import (
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import (
     KUBECONFIG_ARGUMENT_SPEC,
     K8sApiError,
     K8sClient,
     KubeConfigError,
     parse_time,
 )
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.version_skew import (
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._version_skew import (
     KUBELET_MAX_SKEW,
     check_skew,
     image_tag_version,

@@ -169,7 +169,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.etcd import (
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._etcd import (
     ETCD_CLIENT_ARGUMENT_SPEC,
     EtcdCtl,
     EtcdError,

@@ -22,7 +22,7 @@ description:
     address inside the C(node_network) of every load-balancer node; pod and service subnets are well formed
     and overlap neither each other nor a node network; C(k8s_version) is a supported X.Y.Z release;
     C(etcd_version) is semver; cluster-wide variables have the same value on every host."
-  - The supported Kubernetes minor range is defined once, in the collection's C(versions) module_utils.
+  - The supported Kubernetes minor range is defined once, in the collection's C(_versions) module_utils.
 author:
   - baremetal.kubernetes maintainers (@baremetal-kubernetes)
 requirements:

@@ -284,7 +284,7 @@ from concurrent.futures import wait as futures_wait
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import (
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import (
     KUBECONFIG_ARGUMENT_SPEC,
     K8sApiError,
     K8sClient,

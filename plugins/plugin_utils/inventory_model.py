@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - reported by the action plugin
     netaddr = None
     HAS_NETADDR = False
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.versions import (
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._versions import (
     KUBEADM_MIN_EXTERNAL_ETCD,
     minor_supported,
     parse_k8s_version,

@@ -23,7 +23,7 @@ import time
 
 import realapi
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import K8sClient
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import K8sClient
 
 SECRETS = 24
 BATCH = 10

@@ -24,7 +24,7 @@ import os
 import pytest
 import realapi
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import K8sClient
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import K8sClient
 
 SECRETS = 30
 PAGE_SIZE = 4

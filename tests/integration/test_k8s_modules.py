@@ -25,7 +25,7 @@ import pytest
 import realapi
 from realapi import wait_for
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import (
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import (
     K8sApiError,
     K8sClient,
 )

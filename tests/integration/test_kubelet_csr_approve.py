@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from realapi import wait_for
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import K8sApiError, K8sClient
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import K8sApiError, K8sClient
 
 REAL_CLUSTER = dict(controller_manager=True, controllers=("certificatesigningrequest-signing-controller",))
 CSRS = "/apis/certificates.k8s.io/v1/certificatesigningrequests"

@@ -184,7 +184,7 @@ def test_the_sandbox_image_can_come_from_a_private_registry_or_be_set_outright()
 
 
 def test_every_supported_minor_has_a_sandbox_image():
-    from ansible_collections.baremetal.kubernetes.plugins.module_utils.versions import K8S_SUPPORTED_MINORS
+    from ansible_collections.baremetal.kubernetes.plugins.module_utils._versions import K8S_SUPPORTED_MINORS
 
     (low_major, low), (high_major, high) = K8S_SUPPORTED_MINORS
     assert low_major == high_major == 1

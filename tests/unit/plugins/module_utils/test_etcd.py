@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils import etcd
+from ansible_collections.baremetal.kubernetes.plugins.module_utils import _etcd as etcd
 from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.etcd_fake import snapshot_bytes
 
 # Captured from etcdctl 3.4.23 (one member up, one endpoint with nothing listening).

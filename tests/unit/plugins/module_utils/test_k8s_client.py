@@ -1,6 +1,6 @@
 # Copyright: baremetal.kubernetes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unit tests for plugins/module_utils/k8s_client.py: kubeconfig, Status errors, retries, transport."""
+"""Unit tests for plugins/module_utils/_k8s_client.py: kubeconfig, Status errors, retries, transport."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import yaml
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils import k8s_client
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import (
+from ansible_collections.baremetal.kubernetes.plugins.module_utils import _k8s_client as k8s_client
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import (
     K8sApiError,
     K8sClient,
     KubeConfigError,

@@ -1,12 +1,12 @@
 # Copyright: baremetal.kubernetes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unit tests for plugins/module_utils/version_skew.py: the Kubernetes version skew policy."""
+"""Unit tests for plugins/module_utils/_version_skew.py: the Kubernetes version skew policy."""
 
 from __future__ import annotations
 
 import pytest
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.version_skew import (
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._version_skew import (
     check_skew,
     image_tag_version,
     minor_distance,

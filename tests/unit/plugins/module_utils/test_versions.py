@@ -1,13 +1,13 @@
 # Copyright: baremetal.kubernetes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unit tests for plugins/module_utils/versions.py."""
+"""Unit tests for plugins/module_utils/_versions.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils import versions
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.versions import (
+from ansible_collections.baremetal.kubernetes.plugins.module_utils import _versions as versions
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._versions import (
     K8S_SUPPORTED_MINORS,
     minor_supported,
     parse_k8s_version,

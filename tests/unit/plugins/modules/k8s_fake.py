@@ -14,7 +14,7 @@ import threading
 import time
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import K8sApiError, K8sClient
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import K8sApiError, K8sClient
 
 KUBECONFIG = """\
 apiVersion: v1

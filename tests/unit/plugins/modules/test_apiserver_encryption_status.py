@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils import k8s_client
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import K8sApiError, K8sClient
+from ansible_collections.baremetal.kubernetes.plugins.module_utils import _k8s_client as k8s_client
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import K8sApiError, K8sClient
 from ansible_collections.baremetal.kubernetes.plugins.modules import apiserver_encryption_status as mod
 from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.k8s_fake import KUBECONFIG, status
 from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import run_module, set_module_args

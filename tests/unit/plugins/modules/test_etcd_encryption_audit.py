@@ -12,7 +12,7 @@ import os
 import pytest
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils import etcd as etcd_utils
+from ansible_collections.baremetal.kubernetes.plugins.module_utils import _etcd as etcd_utils
 from ansible_collections.baremetal.kubernetes.plugins.modules import etcd_encryption_audit as audit
 from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import run_module
 

@@ -9,7 +9,7 @@ import os
 import pytest
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils import etcd as etcd_utils
+from ansible_collections.baremetal.kubernetes.plugins.module_utils import _etcd as etcd_utils
 from ansible_collections.baremetal.kubernetes.plugins.modules import etcd_health, etcd_snapshot
 from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.etcd_fake import FakeEtcd
 from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import run_module

@@ -9,7 +9,7 @@ import time
 import pytest
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import K8sClient
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import K8sClient
 from ansible_collections.baremetal.kubernetes.plugins.modules import k8s_drain
 from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.k8s_fake import (
     FakeCluster,

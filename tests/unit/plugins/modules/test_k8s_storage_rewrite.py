@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils import k8s_client
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.k8s_client import K8sApiError, K8sClient
+from ansible_collections.baremetal.kubernetes.plugins.module_utils import _k8s_client as k8s_client
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import K8sApiError, K8sClient
 from ansible_collections.baremetal.kubernetes.plugins.modules import k8s_storage_rewrite
 from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.k8s_fake import KUBECONFIG, ok, status
 from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import run_module

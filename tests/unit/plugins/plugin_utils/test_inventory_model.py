@@ -12,7 +12,7 @@ import copy
 
 import pytest
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.versions import K8S_SUPPORTED_MINORS
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._versions import K8S_SUPPORTED_MINORS
 from ansible_collections.baremetal.kubernetes.plugins.plugin_utils.inventory_model import (
     CLUSTER,
     RESERVED_PORTS,

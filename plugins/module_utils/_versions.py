@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: baremetal.kubernetes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the baremetal.kubernetes collection, hence the leading underscore of the file name: not a public
+# API, it may change in any release. Other collections and standalone plugins or modules must not import it.
 """Version parsing and the supported Kubernetes range, in one place.
 
 Every check that asks "is this Kubernetes version supported?" reads

@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: baremetal.kubernetes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the baremetal.kubernetes collection, hence the leading underscore of the file name: not a public
+# API, it may change in any release. Other collections and standalone plugins or modules must not import it.
 """The Kubernetes version skew policy as plain arithmetic, shared by cluster_health and upgrades.
 
 https://kubernetes.io/releases/version-skew-policy/ :
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.baremetal.kubernetes.plugins.module_utils.versions import parse_k8s_version
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._versions import parse_k8s_version
 
 # Policy maxima (Kubernetes >= 1.28).
 KUBELET_MAX_SKEW = 3

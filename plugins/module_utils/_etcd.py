@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: baremetal.kubernetes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# PRIVATE to the baremetal.kubernetes collection, hence the leading underscore of the file name: not a public
+# API, it may change in any release. Other collections and standalone plugins or modules must not import it.
 """etcd client helper shared by the etcd_health and etcd_snapshot modules.
 
 It drives ``etcdctl`` (v3 API, JSON output) over mutual TLS. The role installs etcdctl on every
