@@ -29,7 +29,7 @@ description:
     I(reloaded_after) is set and its last successful reload is at or after that time and no reload failed after
     it. Without any expectation, the apiservers must agree with each other: they all match when each reports a
     hash and all hashes are equal."
-  - With I(wait=true) the metrics are read again every I(poll_interval) seconds until every apiserver matches
+  - With I(wait=true) the metrics are read again every I(wait_sleep) seconds until every apiserver matches
     or I(wait_timeout) expires. An apiserver that does not answer (e.g. while it restarts) does not match on
     that attempt.
   - Only hashes and counters are read and reported; no key material is involved.
@@ -66,18 +66,14 @@ options:
         automatic reload at or after this time, with no failed reload after it. Set it to the time just before
         the file was written.
     type: float
+  # Described by the wait doc fragment; this module's defaults and former names:
   wait:
-    description: Poll until every apiserver matches or I(wait_timeout) expires.
-    type: bool
     default: false
   wait_timeout:
-    description: Seconds to poll with I(wait=true).
-    type: int
     default: 300
-  poll_interval:
-    description: Seconds between attempts with I(wait=true).
-    type: int
+  wait_sleep:
     default: 5
+    aliases: [poll_interval]
   fail_on_mismatch:
     description:
       - Fail when an apiserver does not match (after waiting). With C(false) the report is only returned
@@ -87,6 +83,7 @@ options:
 extends_documentation_fragment:
   - baremetal.kubernetes.read_only
   - baremetal.kubernetes.kubeconfig
+  - baremetal.kubernetes.wait
 seealso:
   - module: baremetal.kubernetes.k8s_storage_rewrite
   - name: Encrypting confidential data at rest
@@ -195,6 +192,12 @@ from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client i
     K8sClient,
     KubeConfigError,
     normalize_server,
+)
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._wait import (
+    Deadline,
+    check_wait_options,
+    poll,
+    wait_argument_spec,
 )
 
 PREFIX = "apiserver_encryption_config_controller_"
@@ -352,7 +355,7 @@ class StatusReader:
         self.params = module.params
         self.servers = servers
         self.expected = expected
-        self.started = self.clock()
+        self.deadline = Deadline(self.params["wait_timeout"], self.clock)
         self.clients = {server: client.with_server(server) for server in servers}
 
     def read(self, server, deadline=None):
@@ -437,22 +440,19 @@ class StatusReader:
                                     % (fmt_time(entry["last_failure"]), entry["reloads_failure"]))
         return all(e["matches"] for e in entries)
 
+    def attempt(self):
+        # Without wait, a request is not cut short by wait_timeout.
+        deadline = self.deadline.at if self.params["wait"] else None
+        entries = [self.read(server, deadline)[0] for server in self.servers]
+        return entries, self.judge(entries)
+
     def run(self):
         params = self.params
-        deadline = self.started + params["wait_timeout"] if params["wait"] else None
-        attempts = 0
-        while True:
-            attempts += 1
-            entries = [self.read(server, deadline)[0] for server in self.servers]
-            all_match = self.judge(entries)
-            if all_match or not params["wait"]:
-                break
-            remaining = deadline - self.clock()
-            if remaining <= 0:
-                break
-            self.sleep(min(params["poll_interval"], remaining))
+        polled = poll(self.attempt, lambda outcome: outcome[1], params["wait"], self.deadline, params["wait_sleep"],
+                      self.sleep)
+        entries, all_match = polled.result
         return dict(changed=False, apiservers=entries, all_match=all_match, expected_hash=self.expected,
-                    attempts=attempts, duration=round(self.clock() - self.started, 3))
+                    attempts=polled.attempts, duration=round(polled.waited, 3))
 
     def close(self):
         for client in self.clients.values():
@@ -478,19 +478,14 @@ def main():
         expected_hash=dict(type="str"),
         expected_config=dict(type="str", no_log=True),  # the file holds the encryption keys
         reloaded_after=dict(type="float"),
-        wait=dict(type="bool", default=False),
-        wait_timeout=dict(type="int", default=300),
-        poll_interval=dict(type="int", default=5),
         fail_on_mismatch=dict(type="bool", default=True),
     )
     argument_spec.update(KUBECONFIG_ARGUMENT_SPEC)
+    argument_spec.update(wait_argument_spec(timeout=300, sleep=5, old_names=dict(wait_sleep="poll_interval")))
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[("expected_hash", "expected_config")])
     params = module.params
-    if params["wait_timeout"] < 1:
-        module.fail_json(msg="wait_timeout must be at least 1 second, got %d" % params["wait_timeout"])
-    if params["poll_interval"] < 1:
-        module.fail_json(msg="poll_interval must be at least 1 second, got %d" % params["poll_interval"])
+    check_wait_options(module, min_timeout=1)
 
     client = None
     reader = None

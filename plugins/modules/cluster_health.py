@@ -22,8 +22,8 @@ description:
   - 'When a check fails the message lists B(every) failing check precisely, one per line, for example
     "node w2 NotReady for 95 s (last heartbeat 2026-11-28T02:50:01Z, 97 s ago): NodeStatusUnknown: Kubelet
     stopped posting node status."'
-  - With I(wait=true) the checks are repeated every I(poll_interval) seconds until they all pass or
-    I(timeout) expires.
+  - With I(wait=true) the checks are repeated every I(wait_sleep) seconds until they all pass or
+    I(wait_timeout) expires.
   - When the cluster endpoint does not answer, the cluster state is read through the first ready apiserver
     from I(apiservers), so a dead VIP is reported next to everything else rather than hiding it.
   - Read-only. It never reports C(changed).
@@ -89,18 +89,15 @@ options:
         the C(baremetal.kubernetes.etcd_health) module). Omit to skip etcd.
     type: dict
     # suboptions: the etcd_client doc fragment (etcd_suboptions), as etcd_health's top-level options.
+  # Described by the wait doc fragment; this module's defaults and former names:
   wait:
-    description: Poll until every check passes or I(timeout) expires.
-    type: bool
     default: false
-  timeout:
-    description: Seconds to keep polling with I(wait=true).
-    type: int
+  wait_timeout:
     default: 300
-  poll_interval:
-    description: Seconds between attempts with I(wait=true).
-    type: int
+    aliases: [timeout]
+  wait_sleep:
     default: 5
+    aliases: [poll_interval]
   fail_on_unhealthy:
     description: Fail the task when a check fails. With C(false) the report is only returned (C(healthy=false)).
     type: bool
@@ -109,6 +106,7 @@ extends_documentation_fragment:
   - baremetal.kubernetes.read_only
   - baremetal.kubernetes.etcd_client.etcd_suboptions
   - baremetal.kubernetes.kubeconfig
+  - baremetal.kubernetes.wait
 seealso:
   - module: baremetal.kubernetes.k8s_drain
   - name: Kubernetes version skew policy
@@ -130,7 +128,7 @@ EXAMPLES = r"""
   baremetal.kubernetes.cluster_health:
     apiservers: "{{ groups['kube_control_plane'] | map('extract', hostvars, 'ansible_host') | list }}"
     wait: true
-    timeout: 600
+    wait_timeout: 600
   delegate_to: "{{ groups['kube_control_plane'][0] }}"
   run_once: true
 
@@ -236,6 +234,12 @@ from ansible_collections.baremetal.kubernetes.plugins.module_utils._version_skew
     image_tag_version,
     parse_kube_version,
     version_text,
+)
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._wait import (
+    Deadline,
+    check_wait_options,
+    poll,
+    wait_argument_spec,
 )
 
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
@@ -572,18 +576,11 @@ class HealthCheck:
 
     # -- loop -------------------------------------------------------------------------------
     def run(self):
-        started = self.clock()
-        deadline = started + self.params["timeout"]
-        attempts = 0
-        while True:
-            attempts += 1
-            report = self.run_once()
-            if report["healthy"] or not self.params["wait"]:
-                break
-            if self.clock() + self.params["poll_interval"] >= deadline:
-                break
-            self.sleep(self.params["poll_interval"])
-        report.update(changed=False, attempts=attempts, duration=round(self.clock() - started, 3))
+        params = self.params
+        polled = poll(self.run_once, lambda report: report["healthy"], params["wait"],
+                      Deadline(params["wait_timeout"], self.clock), params["wait_sleep"], self.sleep)
+        report = polled.result
+        report.update(changed=False, attempts=polled.attempts, duration=round(polled.waited, 3))
         return report
 
 
@@ -624,12 +621,11 @@ def main():
                                       default=["kube-apiserver", "kube-controller-manager", "kube-scheduler"]),
         # The same connection options as etcd_health, from the shared etcd helper.
         etcd=dict(type="dict", options=dict(ETCD_CLIENT_ARGUMENT_SPEC)),
-        wait=dict(type="bool", default=False),
-        timeout=dict(type="int", default=300),
-        poll_interval=dict(type="int", default=5),
         fail_on_unhealthy=dict(type="bool", default=True),
     )
     argument_spec.update(KUBECONFIG_ARGUMENT_SPEC)
+    argument_spec.update(wait_argument_spec(timeout=300, sleep=5,
+                                            old_names=dict(wait_timeout="timeout", wait_sleep="poll_interval")))
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     if not 0 <= params["max_version_skew"] <= KUBELET_MAX_SKEW:
@@ -639,8 +635,7 @@ def main():
         value = (params.get("expect_version") or {}).get(key)
         if value and parse_kube_version(value) is None:
             module.fail_json(msg="expect_version.%s must be a version like 1.34.2, got %r" % (key, value))
-    if params["poll_interval"] < 1 or params["timeout"] < 0:
-        module.fail_json(msg="poll_interval must be >= 1 and timeout >= 0")
+    check_wait_options(module)
 
     client = None
     try:

@@ -16,7 +16,8 @@ description:
     one entry per endpoint with a precise reason for every member that is not healthy.
   - When an endpoint does not answer at all, the module probes its TCP port to say why
     (connection refused, i.e. etcd is not running; a timeout, i.e. the host or network is down).
-  - With I(wait=true) it polls every two seconds until every member is healthy or I(wait_timeout) expires.
+  - With I(wait=true) it polls every I(wait_sleep) seconds until every member is healthy or I(wait_timeout)
+    expires.
   - "Why C(etcdctl) and not the v3 JSON gateway: the role installs etcdctl on every member, it speaks gRPC
     with the same TLS code as etcd (no second TLS client to keep in step), it reports per-endpoint errors
     for the endpoints it cannot reach, and the C(etcd_snapshot) module needs it anyway for the snapshot
@@ -28,14 +29,13 @@ author:
 requirements:
   - etcdctl (v3 API; etcd 3.4 or later) on the host that runs the module
 options:
+  # Described by the wait doc fragment; this module's defaults (wait_sleep was a fixed 2 seconds before):
   wait:
-    description: Poll until every member is healthy, for at most I(wait_timeout) seconds.
-    type: bool
     default: false
   wait_timeout:
-    description: Upper bound in seconds for I(wait=true).
-    type: int
     default: 120
+  wait_sleep:
+    default: 2
   fail_on_unhealthy:
     description:
       - Fail, listing every unhealthy member and its reason, when the cluster is not healthy (after waiting,
@@ -46,6 +46,7 @@ options:
 extends_documentation_fragment:
   - baremetal.kubernetes.read_only
   - baremetal.kubernetes.etcd_client
+  - baremetal.kubernetes.wait
 seealso:
   - module: baremetal.kubernetes.etcd_snapshot
 """
@@ -186,8 +187,6 @@ waited:
   type: float
 """
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.baremetal.kubernetes.plugins.module_utils._etcd import (
@@ -197,18 +196,20 @@ from ansible_collections.baremetal.kubernetes.plugins.module_utils._etcd import 
     collect_health,
     parse_member_list,
 )
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._wait import (
+    Deadline,
+    check_wait_options,
+    poll,
+    wait_argument_spec,
+)
 
 
 def check(module, ctl):
     params = module.params
-    started = time.monotonic()
-    deadline = started + params["wait_timeout"]
-    while True:
-        report = collect_health(ctl, params["endpoints"])
-        if report["healthy"] or not params["wait"] or time.monotonic() >= deadline:
-            break
-        time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
-    report["waited"] = round(time.monotonic() - started, 1) if params["wait"] else 0.0
+    polled = poll(lambda: collect_health(ctl, params["endpoints"]), lambda report: report["healthy"],
+                  params["wait"], Deadline(params["wait_timeout"]), params["wait_sleep"])
+    report = polled.result
+    report["waited"] = round(polled.waited, 1) if params["wait"] else 0.0
     reachable = [m["endpoint"] for m in report["members"] if "member_id" in m]
     if reachable:
         rc, out, _err = ctl.run(reachable, ["member", "list", "-w", "json"], check=False)
@@ -219,12 +220,10 @@ def check(module, ctl):
 
 def main():
     argument_spec = dict(ETCD_CLIENT_ARGUMENT_SPEC)
-    argument_spec.update(
-        wait=dict(type="bool", default=False),
-        wait_timeout=dict(type="int", default=120),
-        fail_on_unhealthy=dict(type="bool", default=True),
-    )
+    argument_spec.update(wait_argument_spec(timeout=120, sleep=2))
+    argument_spec.update(fail_on_unhealthy=dict(type="bool", default=True))
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    check_wait_options(module)
     try:
         report = check(module, EtcdCtl(module))
     except EtcdError as exc:

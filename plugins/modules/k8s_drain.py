@@ -24,8 +24,8 @@ description:
     cordoned by that failure."
   - Evictions run in parallel (I(max_parallel)). A C(429) answer means a PodDisruptionBudget does not
     allow the disruption now; that pod is retried with exponential backoff (0.5 s doubling to 5 s) until
-    I(timeout), while the other evictions and the waiting proceed. When I(timeout) expires the module fails
-    and names every blocked pod with the PodDisruptionBudgets selecting it and their status
+    I(wait_timeout), while the other evictions and the waiting proceed. When I(wait_timeout) expires the module
+    fails and names every blocked pod with the PodDisruptionBudgets selecting it and their status
     (C(disruptionsAllowed), C(currentHealthy), C(desiredHealthy), C(expectedPods)).
   - Failed API requests (5xx, connection errors) are retried with backoff.
   - A pod in a namespace being deleted cannot be evicted (C(403), cause C(NamespaceTerminating)); the
@@ -58,12 +58,15 @@ options:
     type: str
     choices: [cordon, drain, uncordon]
     default: drain
-  timeout:
+  wait_timeout:
     description:
       - Seconds for the whole operation (listing, evictions, PodDisruptionBudget retries and waiting for
-        the pods to be gone).
+        the pods to be gone). A drain always waits for its pods to be gone, so there is no I(wait) option, and
+        it paces its own polling (growing backoff), so there is no I(wait_sleep).
+      - The alias C(timeout) is the option's former name; it is deprecated and will be removed in release 1.0.0.
     type: int
     default: 300
+    aliases: [timeout]
   grace_period:
     description:
       - Termination grace period in seconds given to each pod; the pod's own
@@ -138,7 +141,7 @@ EXAMPLES = r"""
         name: "{{ node_name }}"
         ignore_daemonsets: true
         delete_emptydir_data: true
-        timeout: 600
+        wait_timeout: 600
       delegate_to: "{{ groups['kube_control_plane'][0] }}"
 
     - name: Upgrade the node
@@ -293,6 +296,11 @@ from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client i
     path_quote,
     selector_matches,
 )
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._wait import (
+    Deadline,
+    check_wait_options,
+    deadline_argument_spec,
+)
 
 # Backoff for evictions a PodDisruptionBudget refuses: 0.5 s doubling to 5 s (kubectl: a flat 5 s).
 # Records who cordoned a node (option cordon_owner).
@@ -384,11 +392,9 @@ class Drainer:
         self.module = module
         self.params = module.params
         self.client = client
-        self.clock = clock
         self.wall = wall
         self.name = self.params["name"]
-        self.started = clock()
-        self.deadline = self.started + self.params["timeout"]
+        self.deadline = Deadline(self.params["wait_timeout"], clock)
         self.node_path = "/api/v1/nodes/%s" % path_quote(self.name)
         self.stop = threading.Event()
         self.result = dict(changed=False, node=self.name, cordoned=False, was_cordoned=False, evicted_pods=[],
@@ -397,7 +403,7 @@ class Drainer:
     # -- node -------------------------------------------------------------------------------
     def get_node(self):
         try:
-            return self.client.get(self.node_path, deadline=self.deadline)
+            return self.client.get(self.node_path, deadline=self.deadline.at)
         except K8sApiError as exc:
             if exc.code == 404:
                 raise DrainError("node %s does not exist in the cluster (kubectl get nodes lists the names)"
@@ -409,14 +415,14 @@ class Drainer:
         body = {"spec": {"unschedulable": True if value else None}}
         if owner is not None:
             body["metadata"] = {"annotations": {CORDON_ANNOTATION: owner if value else None}}
-        self.client.patch(self.node_path, body, deadline=self.deadline)
+        self.client.patch(self.node_path, body, deadline=self.deadline.at)
 
     # -- pods -------------------------------------------------------------------------------
     def list_pods(self, selector=None):
         query = {"fieldSelector": "spec.nodeName=%s" % self.name}
         if selector:
             query["labelSelector"] = selector
-        return self.client.list_all("/api/v1/pods", query=query, deadline=self.deadline)
+        return self.client.list_all("/api/v1/pods", query=query, deadline=self.deadline.at)
 
     def plan(self, pods):
         """Classify the pods: (to_evict [(pod, kind)], skipped, refused)."""
@@ -460,14 +466,14 @@ class Drainer:
         retry_on = (500, 502, 503, 504)
         if self.params.get("disable_eviction"):
             body = dict(options, apiVersion="v1", kind="DeleteOptions")
-            self.client.raw("DELETE", base, body=body, query=query, retry_on=retry_on, deadline=self.deadline)
+            self.client.raw("DELETE", base, body=body, query=query, retry_on=retry_on, deadline=self.deadline.at)
         else:
             body = {"apiVersion": "policy/v1", "kind": "Eviction",
                     "metadata": {"name": meta["name"], "namespace": meta["namespace"]}}
             if options:
                 body["deleteOptions"] = options
             self.client.raw("POST", base + "/eviction", body=body, query=query, retry_on=retry_on,
-                            deadline=self.deadline)
+                            deadline=self.deadline.at)
 
     def _marked_for_deletion(self, pod):
         """Whether the pod is gone or has a deletionTimestamp (None when it cannot be read now)."""
@@ -512,7 +518,7 @@ class Drainer:
             delay = min(EVICTION_BACKOFF_MAX, EVICTION_BACKOFF * (2 ** min(attempts - 1, 16)))
             if last.retry_after:
                 delay = max(delay, min(EVICTION_BACKOFF_MAX, last.retry_after))
-            remaining = self.deadline - self.clock()
+            remaining = self.deadline.remaining()
             if self.stop.is_set() or remaining <= 0.1:
                 return self._not_evicted(last, attempts)
             # The last attempt is made just before the deadline, not one backoff step early.
@@ -613,7 +619,7 @@ class Drainer:
                             outcomes[pod_ref(pod)] = (pod, kind, "stuck", {})
             if not remaining and not pending:
                 return pending
-            if self.clock() >= self.deadline:
+            if self.deadline.expired():
                 self.stop.set()
                 for future in list(remaining):
                     pod, kind = remaining.pop(future)
@@ -622,7 +628,7 @@ class Drainer:
                     if state == "evicted":
                         pending[pod["metadata"].get("uid") or pod_ref(pod)] = (pod, kind)
                 return pending
-            wait_for = min(interval, max(0.0, self.deadline - self.clock()))
+            wait_for = min(interval, max(0.0, self.deadline.remaining()))
             if remaining and not pending:
                 # Nothing to poll yet: wake up as soon as an eviction finishes.
                 futures_wait(list(remaining), timeout=wait_for, return_when=FIRST_COMPLETED)
@@ -727,7 +733,7 @@ class Drainer:
             parts = []
             if res["blocked_pods"]:
                 parts.append("%d pod(s) still blocked by PodDisruptionBudgets after %d s: %s"
-                             % (len(res["blocked_pods"]), self.params["timeout"],
+                             % (len(res["blocked_pods"]), self.params["wait_timeout"],
                                 "; ".join(describe_blocked(b) for b in res["blocked_pods"])))
             if res["failed_pods"]:
                 parts.append("%d pod(s) failed: %s" % (len(res["failed_pods"]), "; ".join(
@@ -738,7 +744,7 @@ class Drainer:
         return self.finish()
 
     def finish(self):
-        self.result["duration"] = round(self.clock() - self.started, 3)
+        self.result["duration"] = round(self.deadline.elapsed(), 3)
         self.module_diff["after"] = dict(unschedulable=self.result["cordoned"])
         if self.module._diff:
             self.result["diff"] = self.module_diff
@@ -766,7 +772,6 @@ def main():
     argument_spec = dict(
         name=dict(type="str", required=True),
         state=dict(type="str", default="drain", choices=["cordon", "drain", "uncordon"]),
-        timeout=dict(type="int", default=300),
         grace_period=dict(type="int"),
         ignore_daemonsets=dict(type="bool", default=False),
         delete_emptydir_data=dict(type="bool", default=False),
@@ -778,9 +783,9 @@ def main():
         cordon_owner=dict(type="str"),
     )
     argument_spec.update(KUBECONFIG_ARGUMENT_SPEC)
+    argument_spec.update(deadline_argument_spec(timeout=300, old_name="timeout"))
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if module.params["timeout"] < 1:
-        module.fail_json(msg="timeout must be at least 1 second, got %d" % module.params["timeout"])
+    check_wait_options(module, min_timeout=1)
     if module.params["cordon_owner"] is not None and not module.params["cordon_owner"].strip():
         module.fail_json(msg="cordon_owner must not be empty: name who cordons (e.g. upgrade), or omit it")
     if module.params["max_parallel"] < 1:
@@ -798,7 +803,7 @@ def main():
         result = dict(drainer.result) if drainer else {}
         result.update(exc.result)
         if drainer:
-            result["duration"] = round(drainer.clock() - drainer.started, 3)
+            result["duration"] = round(drainer.deadline.elapsed(), 3)
         module.fail_json(msg=exc.msg, **result)
     except (KubeConfigError, K8sApiError) as exc:
         result = dict(drainer.result) if drainer else {}

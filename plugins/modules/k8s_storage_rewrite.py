@@ -67,12 +67,15 @@ options:
         in C(failed_objects).
     type: int
     default: 5
-  timeout:
+  wait_timeout:
     description:
       - Seconds for the whole run. When it expires the module fails, reporting what was done so far; a re-run
-        starts over and is safe.
+        starts over and is safe. The module always runs to the end, so there is no I(wait) option, and it does
+        not poll, so there is no I(wait_sleep).
+      - The alias C(timeout) is the option's former name; it is deprecated and will be removed in release 1.0.0.
     type: int
     default: 1800
+    aliases: [timeout]
 extends_documentation_fragment:
   - baremetal.kubernetes.kubeconfig
 attributes:
@@ -101,7 +104,7 @@ EXAMPLES = r"""
     resources: [secrets, configmaps]
     namespaces: [default, payments]
     batch_size: 50
-    timeout: 600
+    wait_timeout: 600
 
 - name: How many objects would be re-written?
   baremetal.kubernetes.k8s_storage_rewrite:
@@ -181,6 +184,11 @@ from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client i
     KubeConfigError,
     path_quote,
 )
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._wait import (
+    Deadline,
+    check_wait_options,
+    deadline_argument_spec,
+)
 
 # Shown in the failure message; the full list is in `failed`.
 MAX_NAMED_FAILURES = 20
@@ -234,8 +242,7 @@ class Rewriter:
         self.client = client
         self.params = module.params
         self.clock = clock
-        self.started = clock()
-        self.deadline = self.started + self.params["timeout"]
+        self.deadline = Deadline(self.params["wait_timeout"], clock)
         self.result = dict(changed=False, rewritten={}, unchanged_revision={}, gone=0, conflicts_retried=0,
                            failed_objects=[], progress=[])
 
@@ -244,7 +251,7 @@ class Rewriter:
         name, group = split_resource(spec)
         if group:
             try:
-                info = self.client.get("/apis/%s" % group, deadline=self.deadline) or {}
+                info = self.client.get("/apis/%s" % group, deadline=self.deadline.at) or {}
             except K8sApiError as exc:
                 if exc.code == 404:
                     raise RewriteError("resources: %s: the apiserver does not serve the API group %r"
@@ -254,10 +261,10 @@ class Rewriter:
                        or ((info.get("versions") or [{}])[0]).get("version"))
             if not version:
                 raise RewriteError("resources: %s: the API group %r has no version" % (spec, group))
-            listing = self.client.get("/apis/%s/%s" % (group, version), deadline=self.deadline) or {}
+            listing = self.client.get("/apis/%s/%s" % (group, version), deadline=self.deadline.at) or {}
         else:
             version = "v1"
-            listing = self.client.get("/api/v1", deadline=self.deadline) or {}
+            listing = self.client.get("/api/v1", deadline=self.deadline.at) or {}
         for entry in listing.get("resources") or []:
             if entry.get("name") == name:
                 verbs = set(entry.get("verbs") or [])
@@ -272,9 +279,9 @@ class Rewriter:
 
     # -- the run ------------------------------------------------------------------------------
     def check_deadline(self, what):
-        if self.clock() >= self.deadline:
+        if self.deadline.expired():
             raise RewriteError("timeout: %d s passed while %s. %s. Re-running is safe: objects already re-written "
-                               "are only written again if they changed key." % (self.params["timeout"], what,
+                               "are only written again if they changed key." % (self.params["wait_timeout"], what,
                                                                                 self.summary()))
 
     def summary(self):
@@ -290,7 +297,7 @@ class Rewriter:
         while True:
             self.check_deadline("listing %s" % rtype.spec)
             try:
-                page = self.client.get(path, query=query, deadline=self.deadline) or {}
+                page = self.client.get(path, query=query, deadline=self.deadline.at) or {}
             except K8sApiError as exc:
                 token = ((exc.status or {}).get("metadata") or {}).get("continue")
                 if exc.code == 410 and query.get("continue") and token:
@@ -318,7 +325,7 @@ class Rewriter:
             body.setdefault("kind", rtype.kind)
             sent_rv = body["metadata"].get("resourceVersion")
             try:
-                stored = self.client.request("PUT", path, body=body, deadline=self.deadline) or {}
+                stored = self.client.request("PUT", path, body=body, deadline=self.deadline.at) or {}
             except K8sApiError as exc:
                 if exc.code == 404:
                     return "gone"
@@ -327,7 +334,7 @@ class Rewriter:
                     self.result["conflicts_retried"] += 1
                     self.check_deadline("retrying a conflict on %s %s" % (rtype.spec, name))
                     try:
-                        obj = self.client.get(path, deadline=self.deadline) or {}
+                        obj = self.client.get(path, deadline=self.deadline.at) or {}
                     except K8sApiError as get_exc:
                         if get_exc.code == 404:
                             return "gone"
@@ -409,7 +416,7 @@ class Rewriter:
         return self.finish()
 
     def finish(self):
-        self.result["duration"] = round(self.clock() - self.started, 3)
+        self.result["duration"] = round(self.deadline.elapsed(), 3)
         return self.result
 
 
@@ -419,9 +426,9 @@ def main():
         namespaces=dict(type="list", elements="str"),
         batch_size=dict(type="int", default=100),
         conflict_retries=dict(type="int", default=5),
-        timeout=dict(type="int", default=1800),
     )
     argument_spec.update(KUBECONFIG_ARGUMENT_SPEC)
+    argument_spec.update(deadline_argument_spec(timeout=1800, old_name="timeout"))
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     if not params["resources"]:
@@ -430,8 +437,7 @@ def main():
         module.fail_json(msg="batch_size must be at least 1, got %d" % params["batch_size"])
     if params["conflict_retries"] < 0:
         module.fail_json(msg="conflict_retries must be 0 or more, got %d" % params["conflict_retries"])
-    if params["timeout"] < 1:
-        module.fail_json(msg="timeout must be at least 1 second, got %d" % params["timeout"])
+    check_wait_options(module, min_timeout=1)
     if params.get("namespaces") is not None and not [n for n in params["namespaces"] if n]:
         module.fail_json(msg="namespaces is an empty list; omit it for all namespaces")
 

@@ -34,8 +34,9 @@ description:
     from the cluster CA for C(system:node:<name>) (C(serving); checked with a TLS handshake to the node's
     C(InternalIP) and kubelet port against the kubeconfig's CA, I(check_kubelets)). The other nodes are listed in
     C(missing) and in a warning."
-  - With I(wait_timeout) the module polls every I(poll_interval) seconds, approving valid requests as they appear,
-    until every node is covered or the time is up. A kubelet creates its request seconds after it starts.
+  - With I(wait) (the default) and a I(wait_timeout) the module polls every I(wait_sleep) seconds, approving valid
+    requests as they appear, until every node is covered or the time is up. A kubelet creates its request seconds
+    after it starts.
   - The request is parsed by the module itself (a strict DER reader of PKCS#10, standard library only); no
     Kubernetes or cryptography Python library is needed on the target. The apiserver has verified the request's
     signature when it was created.
@@ -62,15 +63,20 @@ options:
         type: list
         elements: str
         default: []
-  wait_timeout:
+  # Described by the wait doc fragment; this module's defaults and former names:
+  wait:
     description:
-      - Seconds to keep polling until every node in I(nodes) is covered. C(0) looks once.
-    type: int
+      - Look again until every node in I(nodes) is covered or I(wait_timeout) expires. Without it the module looks
+        once.
+      - C(true) by default, unlike the other modules, so that tasks written before this option existed, which set
+        only I(wait_timeout), keep waiting that long. With the default I(wait_timeout=0) the module looks once
+        either way.
+    default: true
+  wait_timeout:
     default: 0
-  poll_interval:
-    description: Seconds between two looks while waiting.
-    type: int
+  wait_sleep:
     default: 2
+    aliases: [poll_interval]
   deny_invalid:
     description:
       - Deny (condition C(Denied), reason C(BaremetalKubernetesDenied)) the pending C(kubernetes.io/kubelet-serving)
@@ -91,6 +97,7 @@ options:
     default: 10250
 extends_documentation_fragment:
   - baremetal.kubernetes.kubeconfig
+  - baremetal.kubernetes.wait
 attributes:
   check_mode:
     support: full
@@ -236,6 +243,12 @@ from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client i
     KubeConfigError,
     parse_time,
     path_quote,
+)
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._wait import (
+    Deadline,
+    check_wait_options,
+    poll,
+    wait_argument_spec,
 )
 
 SIGNER = "kubernetes.io/kubelet-serving"
@@ -585,7 +598,7 @@ class Approver:
         self.client = client
         self.clock = clock
         self.sleep = sleep
-        self.started = clock()
+        self.deadline = Deadline(self.params["wait_timeout"], clock)
         self.nodes = node_table(self.params["nodes"])
         self.approved = {}  # name -> entry, approved by this run
         self.denied = {}  # name -> entry, denied by this run (deny_invalid)
@@ -695,24 +708,25 @@ class Approver:
                 out.update({name: future.result() for name, future in futures.items()})
         return out
 
+    def attempt(self):
+        """One look, then for the nodes it leaves uncovered a look at their kubelets: (coverage, missing)."""
+        coverage = self.look()
+        uncovered = [name for name in self.nodes if name not in coverage]
+        if uncovered and self.params["check_kubelets"]:
+            for name, problem in self.probe(uncovered).items():
+                if problem is None:
+                    coverage[name] = dict(name=name, state="serving", csr=None,
+                                          message="its kubelet serves a certificate from the cluster CA")
+                else:
+                    coverage[name] = dict(name=name, state="missing", csr=None, message=problem)
+        missing = [name for name in self.nodes if coverage.get(name, {}).get("state", "missing") == "missing"]
+        return coverage, missing
+
     def run(self):
-        deadline = self.started + self.params["wait_timeout"]
-        while True:
-            self.attempts += 1
-            coverage = self.look()
-            uncovered = [name for name in self.nodes if name not in coverage]
-            if uncovered and self.params["check_kubelets"]:
-                for name, problem in self.probe(uncovered).items():
-                    if problem is None:
-                        coverage[name] = dict(name=name, state="serving", csr=None,
-                                              message="its kubelet serves a certificate from the cluster CA")
-                    else:
-                        coverage[name] = dict(name=name, state="missing", csr=None, message=problem)
-            missing = [name for name in self.nodes if coverage.get(name, {}).get("state", "missing") == "missing"]
-            if not missing or self.clock() >= deadline:
-                break
-            self.sleep(max(0.0, min(self.params["poll_interval"], deadline - self.clock())))
-        return self.finish(coverage, missing)
+        polled = poll(self.attempt, lambda outcome: not outcome[1], self.params["wait"], self.deadline,
+                      self.params["wait_sleep"], self.sleep)
+        self.attempts = polled.attempts
+        return self.finish(*polled.result)
 
     def finish(self, coverage, missing):
         refused = list(self.denied.values()) + list(self.rejected.values())
@@ -735,11 +749,11 @@ class Approver:
                                         for e in refused)))
         if missing:
             self.module.warn("no kubelet serving certificate for %d node(s) after %d look(s) in %.0f s: %s" % (
-                len(missing), self.attempts, self.clock() - self.started,
+                len(missing), self.attempts, self.deadline.elapsed(),
                 "; ".join("%s: %s" % (n["name"], n["message"]) for n in nodes if n["state"] == "missing")))
         return dict(changed=bool(self.approved or self.denied), approved=list(self.approved.values()),
                     rejected=refused, pending=len(self.rejected), nodes=nodes, missing=missing,
-                    attempts=self.attempts, duration=round(self.clock() - self.started, 3))
+                    attempts=self.attempts, duration=round(self.deadline.elapsed(), 3))
 
 
 def main():
@@ -748,18 +762,16 @@ def main():
             name=dict(type="str", required=True),
             addresses=dict(type="list", elements="str", default=[]),
         )),
-        wait_timeout=dict(type="int", default=0),
-        poll_interval=dict(type="int", default=2),
         deny_invalid=dict(type="bool", default=False),
         check_kubelets=dict(type="bool", default=True),
         kubelet_port=dict(type="int", default=10250),
     )
     argument_spec.update(KUBECONFIG_ARGUMENT_SPEC)
+    # wait defaults to true: wait_timeout alone set how long the module waited before wait existed.
+    argument_spec.update(wait_argument_spec(timeout=0, sleep=2, wait=True, old_names=dict(wait_sleep="poll_interval")))
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    if params["wait_timeout"] < 0 or params["poll_interval"] < 1:
-        module.fail_json(msg="wait_timeout must be >= 0 and poll_interval >= 1, got %d and %d"
-                         % (params["wait_timeout"], params["poll_interval"]))
+    check_wait_options(module)
     names = [node["name"] for node in params["nodes"]]
     problems = sorted({name for name in names if names.count(name) > 1}) + [n for n in names if not n.strip()]
     if problems:

@@ -14,7 +14,11 @@ from ansible_collections.baremetal.kubernetes.plugins.module_utils import _k8s_c
 from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import K8sApiError, K8sClient
 from ansible_collections.baremetal.kubernetes.plugins.modules import apiserver_encryption_status as mod
 from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.k8s_fake import KUBECONFIG, status
-from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import run_module, set_module_args
+from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import (
+    deprecated_aliases,
+    run_module,
+    set_module_args,
+)
 
 CONFIG_A = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n# A\n"
 CONFIG_B = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n# B\n"
@@ -229,23 +233,27 @@ def test_wait_polls_until_all_match(metrics):
     metrics.answers[CP[1]] = ["down", exposition(HASH_A), exposition(HASH_A),
                               exposition(HASH_B, success=1, last_success=1700000001)]
     outcome, result = run(metrics, apiservers=CP[:2], expected_hash=HASH_B, wait=True, wait_timeout=60,
-                          poll_interval=1)
+                          wait_sleep=1)
     assert outcome == "exit", result.get("msg")
-    assert result["all_match"] is True and result["attempts"] == 4
+    assert result["all_match"] is True and result["attempts"] == 4 and "deprecations" not in result
 
 
-def test_wait_times_out_naming_the_replica_on_the_old_hash(metrics, monkeypatch):
+@pytest.mark.parametrize("sleep_option", ["wait_sleep", "poll_interval"])
+def test_wait_times_out_naming_the_replica_on_the_old_hash(metrics, monkeypatch, sleep_option):
     now = [0.0]
     monkeypatch.setattr(mod.StatusReader, "clock", staticmethod(lambda: now[0]))
     monkeypatch.setattr(mod.StatusReader, "sleep", staticmethod(lambda seconds: now.__setitem__(0, now[0] + seconds)))
     metrics.answers[CP[0]] = [exposition(HASH_B, success=1, last_success=1700000000)]
     metrics.answers[CP[1]] = [exposition(HASH_A)]
     outcome, result = run(metrics, apiservers=CP[:2], expected_hash=HASH_B, wait=True, wait_timeout=12,
-                          poll_interval=5)
+                          **{sleep_option: 5})
     assert outcome == "fail"
     assert result["attempts"] == 4  # at 0, 5, 10 and 12 s
     assert "after waiting 12 s (4 attempts)" in result["msg"]
     assert "%s: hash %s: reports a different configuration" % (CP[1], HASH_A) in result["msg"]
+    # poll_interval is the option's former name: still accepted, with a deprecation warning.
+    expected = {"poll_interval": ("1.0.0", "baremetal.kubernetes")} if sleep_option == "poll_interval" else {}
+    assert deprecated_aliases(result) == expected
 
 
 def test_failed_reload_is_explained(metrics):
@@ -326,7 +334,7 @@ def test_runs_in_check_mode(metrics):
     (dict(expected_hash="md5:abc"), "expected_hash must be 'sha256:' followed by 64 hex digits"),
     (dict(expected_hash=HASH_A, expected_config=CONFIG_A), "mutually exclusive"),
     (dict(wait_timeout=0), "wait_timeout must be at least 1"),
-    (dict(poll_interval=0), "poll_interval must be at least 1"),
+    (dict(wait_sleep=0), "wait_sleep must be at least 1"),
 ])
 def test_bad_options(metrics, args, needle):
     outcome, result = run(metrics, **args)

@@ -14,7 +14,7 @@ from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.k8s_fak
     FakeCluster,
     install_fake_apiserver,
 )
-from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import run_module
+from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import deprecated_aliases, run_module
 
 VIP = "https://vip.example:8443"
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -177,15 +177,33 @@ def test_wait_polls_until_healthy(cluster, monkeypatch):
             cluster.add_node("w2")
 
     monkeypatch.setattr(cluster_health.HealthCheck, "sleep", staticmethod(heal))
-    outcome, result = run(cluster, wait=True, timeout=60, poll_interval=3)
+    outcome, result = run(cluster, wait=True, wait_timeout=60, wait_sleep=3)
     assert outcome == "exit", result.get("msg")
     assert result["attempts"] == 3 and calls == [3, 3] and result["healthy"] is True
+    assert "deprecations" not in result
 
 
 def test_wait_gives_up_at_the_timeout(cluster):
     cluster.add_node("w2", ready=False)
+    outcome, result = run(cluster, wait=True, wait_timeout=0, wait_sleep=1)
+    assert outcome == "fail" and result["attempts"] == 1 and cluster.sleeps == []
+
+
+def test_old_option_names_are_deprecated_aliases(cluster, monkeypatch):
+    cluster.add_node("w2", ready=False)
     outcome, result = run(cluster, wait=True, timeout=0, poll_interval=1)
     assert outcome == "fail" and result["attempts"] == 1 and cluster.sleeps == []
+    assert deprecated_aliases(result) == {"timeout": ("1.0.0", "baremetal.kubernetes"),
+                                          "poll_interval": ("1.0.0", "baremetal.kubernetes")}
+    calls = []
+
+    def heal(seconds):
+        calls.append(seconds)
+        cluster.add_node("w2")
+
+    monkeypatch.setattr(cluster_health.HealthCheck, "sleep", staticmethod(heal))
+    outcome, result = run(cluster, wait=True, timeout=60, poll_interval=7)
+    assert outcome == "exit" and calls == [7] and result["attempts"] == 2
 
 
 def test_report_only(cluster):
@@ -231,7 +249,8 @@ def test_etcd_helper_error_is_a_failed_check(cluster, monkeypatch):
         ({"max_version_skew": 4}, "max_version_skew must be between 0 and 3"),
         ({"max_version_skew": -1}, "max_version_skew must be between 0 and 3"),
         ({"expect_version": {"workers": "1.34"}}, "expect_version.workers must be a version like 1.34.2"),
-        ({"poll_interval": 0}, "poll_interval must be >= 1"),
+        ({"wait_sleep": 0}, "wait_sleep must be at least 1 second"),
+        ({"wait_timeout": -1}, "wait_timeout must be at least 0"),
     ],
 )
 def test_bad_arguments(cluster, args, needle):

@@ -10,6 +10,7 @@ import pytest
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.baremetal.kubernetes.plugins.module_utils import _etcd as etcd_utils
+from ansible_collections.baremetal.kubernetes.plugins.module_utils import _wait as wait_utils
 from ansible_collections.baremetal.kubernetes.plugins.modules import etcd_health, etcd_snapshot
 from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.etcd_fake import FakeEtcd
 from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import run_module
@@ -28,7 +29,7 @@ def fake(monkeypatch, tmp_path):
     cluster.tls = dict(cacert=str(tmp_path / "ca.crt"), cert=str(tmp_path / "client.crt"),
                        key=str(tmp_path / "client.key"))
     cluster.sleeps = []
-    monkeypatch.setattr(etcd_health.time, "sleep", cluster.sleeps.append)
+    monkeypatch.setattr(wait_utils.time, "sleep", cluster.sleeps.append)
     return cluster
 
 
@@ -75,13 +76,20 @@ def test_health_waits_until_healthy(fake):
     fake.heal_after = 3
     failed, result = run(etcd_health, dict(endpoints=fake.endpoints, wait=True, wait_timeout=60, **fake.tls))
     assert not failed and result["healthy"]
-    assert len(fake.sleeps) == 2
+    assert fake.sleeps == [2, 2]  # wait_sleep's default, the fixed pause before it was an option
+
+
+def test_health_wait_sleep_is_the_pause_between_attempts(fake):
+    fake.members["https://10.0.0.11:2379"]["up"] = False
+    fake.heal_after = 3
+    failed, _result = run(etcd_health, dict(endpoints=fake.endpoints, wait=True, wait_sleep=5, **fake.tls))
+    assert not failed and fake.sleeps == [5, 5]
 
 
 def test_health_wait_is_bounded(fake, monkeypatch):
     fake.members["https://10.0.0.11:2379"]["up"] = False
     clock = iter(range(0, 1000, 30))
-    monkeypatch.setattr(etcd_health.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(wait_utils.time, "monotonic", lambda: float(next(clock)))
     failed, result = run(etcd_health, dict(endpoints=fake.endpoints, wait=True, wait_timeout=60, **fake.tls))
     assert failed and "after waiting" in result["msg"]
     assert len(fake.sleeps) <= 2

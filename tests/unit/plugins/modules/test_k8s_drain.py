@@ -18,7 +18,7 @@ from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.k8s_fak
     make_pod,
     status,
 )
-from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import run_module
+from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import deprecated_aliases, run_module
 
 
 @pytest.fixture
@@ -160,7 +160,7 @@ def test_429_is_retried_while_other_evictions_proceed(cluster):
     # db-0 is refused at least until both web pods are evicted: a drain that waited for db-0 before evicting
     # the others would time out here. No clock decides it.
     cluster.eviction_after["db-0"] = {"web-1", "web-2"}
-    outcome, result = run(cluster, timeout=20)
+    outcome, result = run(cluster, wait_timeout=20)
     assert outcome == "exit", result.get("msg")
     assert names(result["evicted_pods"]) == ["db-0", "web-1", "web-2"]
     db_attempts = [e for e in cluster.events if e[0] == "evict" and e[1] == "db-0"]
@@ -179,7 +179,7 @@ def test_timeout_names_the_blocking_pdb_and_reports_the_node_cordoned(cluster):
                      make_pdb("web", {"app": "web"}, disruptions_allowed=1)]
     cluster.eviction_script["db-0"] = [429]
     started = time.monotonic()
-    outcome, result = run(cluster, timeout=1)
+    outcome, result = run(cluster, wait_timeout=1)
     elapsed = time.monotonic() - started
     assert outcome == "fail"
     assert 0.8 < elapsed < 5
@@ -241,7 +241,7 @@ def test_waits_until_evicted_pods_are_gone_or_replaced(cluster):
 def test_pod_not_gone_before_timeout_fails(cluster):
     cluster.pods.append(make_pod("stuck"))
     cluster.linger["stuck"] = 10**6
-    outcome, result = run(cluster, timeout=1)
+    outcome, result = run(cluster, wait_timeout=1)
     assert outcome == "fail"
     assert "still on the node when the timeout expired" in result["msg"] and "still cordoned" in result["msg"]
     assert names(result["failed_pods"]) == ["stuck"]
@@ -432,10 +432,19 @@ def test_unknown_node(cluster):
     assert outcome == "fail" and "node nope does not exist" in result["msg"]
 
 
-@pytest.mark.parametrize("args, needle", [({"timeout": 0}, "timeout"), ({"max_parallel": 0}, "max_parallel")])
+@pytest.mark.parametrize("args, needle", [
+    ({"wait_timeout": 0}, "wait_timeout must be at least 1"),
+    ({"max_parallel": 0}, "max_parallel"),
+])
 def test_bad_arguments(cluster, args, needle):
     outcome, result = run(cluster, **args)
     assert outcome == "fail" and needle in result["msg"]
+
+
+def test_timeout_is_a_deprecated_alias_of_wait_timeout(cluster):
+    outcome, result = run(cluster, timeout=0)
+    assert outcome == "fail" and "wait_timeout must be at least 1, got 0" in result["msg"]
+    assert deprecated_aliases(result) == {"timeout": ("1.0.0", "baremetal.kubernetes")}
 
 
 # -- a namespace being deleted ----------------------------------------------------------------------
@@ -446,7 +455,7 @@ def test_a_pod_of_a_terminating_namespace_is_waited_for_not_failed(cluster):
     cluster.eviction_script["doomed"] = ["namespace-terminating"]
     cluster.namespace_marks["doomed"] = 3
     cluster.linger["doomed"] = 2
-    outcome, result = run(cluster, timeout=30)
+    outcome, result = run(cluster, wait_timeout=30)
     assert outcome == "exit", result.get("msg")
     assert names(result["evicted_pods"]) == ["doomed", "web"] and not result["failed_pods"]
     attempts = [e for e in cluster.events if e[0] == "evict" and e[1] == "doomed"]
@@ -457,7 +466,7 @@ def test_a_pod_of_a_terminating_namespace_is_waited_for_not_failed(cluster):
 def test_a_pod_the_namespace_deletion_never_marks_fails_at_the_timeout(cluster):
     cluster.pods.append(make_pod("doomed", namespace="old-app"))
     cluster.eviction_script["doomed"] = ["namespace-terminating"]
-    outcome, result = run(cluster, timeout=1)
+    outcome, result = run(cluster, wait_timeout=1)
     assert outcome == "fail"
     assert names(result["failed_pods"]) == ["doomed"] and not result["blocked_pods"]
     assert "being terminated" in result["msg"] and "not marked for deletion in time" in result["msg"]

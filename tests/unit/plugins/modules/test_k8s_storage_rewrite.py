@@ -14,7 +14,7 @@ from ansible_collections.baremetal.kubernetes.plugins.module_utils import _k8s_c
 from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import K8sApiError, K8sClient
 from ansible_collections.baremetal.kubernetes.plugins.modules import k8s_storage_rewrite
 from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.k8s_fake import KUBECONFIG, ok, status
-from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import run_module
+from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import deprecated_aliases, run_module
 
 CORE = {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
     {"name": "secrets", "namespaced": True, "kind": "Secret", "verbs": ["create", "delete", "get", "list", "update"]},
@@ -318,7 +318,7 @@ def test_bad_resources_fail_before_anything_is_written(store, resources, needle)
 
 @pytest.mark.parametrize("args, needle", [
     (dict(batch_size=0), "batch_size must be at least 1"),
-    (dict(timeout=0), "timeout must be at least 1"),
+    (dict(wait_timeout=0), "wait_timeout must be at least 1"),
     (dict(conflict_retries=-1), "conflict_retries must be 0 or more"),
     (dict(namespaces=[]), "namespaces is an empty list"),
 ])
@@ -327,7 +327,8 @@ def test_bad_options(store, args, needle):
     assert outcome == "fail" and needle in result["msg"]
 
 
-def test_timeout_reports_progress(store, monkeypatch):
+@pytest.mark.parametrize("timeout_option", ["wait_timeout", "timeout"])
+def test_timeout_reports_progress(store, monkeypatch, timeout_option):
     for index in range(3):
         store.add("secrets", "default", "s%d" % index)
     ticks = iter([0.0] + [float(i) for i in range(0, 10000, 20)])
@@ -337,9 +338,12 @@ def test_timeout_reports_progress(store, monkeypatch):
         original(self, module, client, clock=lambda: next(ticks))
 
     monkeypatch.setattr(k8s_storage_rewrite.Rewriter, "__init__", init)
-    outcome, result = run(store, timeout=50)
+    outcome, result = run(store, **{timeout_option: 50})
     assert outcome == "fail" and result["msg"].startswith("timeout: 50 s passed")
     assert "Re-running is safe" in result["msg"]
+    # timeout is the option's former name: still accepted, with a deprecation warning.
+    expected = {"timeout": ("1.0.0", "baremetal.kubernetes")} if timeout_option == "timeout" else {}
+    assert deprecated_aliases(result) == expected
 
 
 def test_unreachable_apiserver_stops_with_the_summary(store, monkeypatch):

@@ -26,7 +26,7 @@ from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.k8s_fak
     install_fake_apiserver,
     iso,
 )
-from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import run_module
+from ansible_collections.baremetal.kubernetes.tests.unit.plugins.modules.utils import deprecated_aliases, run_module
 
 NODES = [{"name": "w1", "addresses": ["10.0.0.21", "w1.example.com"]},
          {"name": "w2", "addresses": ["10.0.0.22", "fd00::22"]}]
@@ -356,17 +356,36 @@ def test_waits_for_a_request_that_appears_later(cluster):
     cluster.csr_arrivals[3] = [make_csr("csr-w2-late", username="system:node:w2", cn="system:node:w2", dns=("w2",),
                                         ips=("10.0.0.22",))]
     started = time.monotonic()
-    outcome, result = run(cluster, wait_timeout=30, poll_interval=1)
+    outcome, result = run(cluster, wait=True, wait_timeout=30, wait_sleep=1)
     assert outcome == "exit", result
     assert names(result["approved"]) == ["csr-w1", "csr-w2-late"]
-    assert result["attempts"] == 3 and result["missing"] == []
+    assert result["attempts"] == 3 and result["missing"] == [] and "deprecations" not in result
     assert time.monotonic() - started < 10
+
+
+def test_a_task_written_before_wait_existed_still_waits(cluster):
+    """wait defaults to true: wait_timeout alone set how long to wait, and poll_interval is wait_sleep's old name."""
+    cluster.add_csr(make_csr("csr-w1"))
+    cluster.csr_arrivals[3] = [make_csr("csr-w2-late", username="system:node:w2", cn="system:node:w2", dns=("w2",),
+                                        ips=("10.0.0.22",))]
+    outcome, result = run(cluster, wait_timeout=30, poll_interval=1)
+    assert outcome == "exit", result
+    assert result["attempts"] == 3 and result["missing"] == []
+    assert deprecated_aliases(result) == {"poll_interval": ("1.0.0", "baremetal.kubernetes")}
+
+
+def test_without_wait_it_looks_once(cluster):
+    cluster.add_csr(make_csr("csr-w1"))
+    cluster.csr_arrivals[2] = [make_csr("csr-w2-late", username="system:node:w2", cn="system:node:w2", dns=("w2",),
+                                        ips=("10.0.0.22",))]
+    outcome, result = run(cluster, wait=False, wait_timeout=30)
+    assert outcome == "exit" and result["attempts"] == 1 and result["missing"] == ["w2"]
 
 
 def test_the_wait_is_bounded(cluster):
     cluster.add_csr(make_csr("csr-w1"))
     started = time.monotonic()
-    outcome, result = run(cluster, wait_timeout=2, poll_interval=1)
+    outcome, result = run(cluster, wait_timeout=2, wait_sleep=1)
     took = time.monotonic() - started
     assert outcome == "exit"
     assert result["missing"] == ["w2"] and result["attempts"] >= 2
@@ -423,6 +442,8 @@ def test_bad_options_are_refused_before_any_request(cluster):
     assert outcome == "fail" and "'w1'" in result["msg"]
     outcome, result = run(cluster, wait_timeout=-1)
     assert outcome == "fail" and "wait_timeout" in result["msg"]
+    outcome, result = run(cluster, wait_sleep=0)
+    assert outcome == "fail" and "wait_sleep must be at least 1 second" in result["msg"]
     assert cluster.requests == []
 
 

@@ -15,6 +15,7 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import re
 from unittest import mock
 
 from ansible.module_utils import _internal as _module_internal
@@ -44,10 +45,14 @@ class AnsibleFailJson(Exception):
 
 
 def _collected_warnings(kwargs):
-    """Like the real exit_json/fail_json: add what module.warn() collected as ``warnings``."""
+    """Like the real exit_json/fail_json: add what module.warn() collected as ``warnings`` and what
+    module.deprecate() (or a deprecated alias) collected as ``deprecations``."""
     collected = list(warnings.get_warning_messages())
     if collected:
         kwargs["warnings"] = collected
+    deprecations = list(warnings.get_deprecation_messages())
+    if deprecations:
+        kwargs["deprecations"] = deprecations
 
 
 def _exit_json(self, **kwargs):
@@ -67,8 +72,9 @@ def _fail_json(self, msg, **kwargs):
 def set_module_args(args):
     """Expose ``args`` (plus the internal defaults) to AnsibleModule instances created in the block."""
     args = dict(args)
-    # Warnings are collected process-wide; start each module run with none.
+    # Warnings and deprecations are collected process-wide; start each module run with none.
     getattr(warnings, "_global_warnings", {}).clear()
+    getattr(warnings, "_global_deprecations", {}).clear()
     args.setdefault("_ansible_remote_tmp", "/tmp")
     args.setdefault("_ansible_keep_remote_files", False)
     if _patch_module_args is not None:
@@ -110,3 +116,13 @@ def run_module(main, args, check_mode=False):
         except AnsibleFailJson as exc:
             return "fail", exc.result
     raise AssertionError("module returned without exit_json/fail_json")
+
+
+def deprecated_aliases(result):
+    """{old option name: (version, collection)} for every deprecated alias a run was given."""
+    found = {}
+    for item in result.get("deprecations") or []:
+        match = re.match(r"Alias '(\w+)' is deprecated", item["msg"])
+        if match:
+            found[match.group(1)] = (item.get("version"), item.get("collection_name"))
+    return found
