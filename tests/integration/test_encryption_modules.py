@@ -104,7 +104,7 @@ def test_rotation_reload_wait_and_rewrite_to_the_new_key(real_cluster, run_modul
         reloaded_after = time.time()
         cluster.write_encryption(config_b)
         status_b = module(run_module, cluster, "apiserver_encryption_status", apiservers=servers,
-                          expected_config=config_b, wait=True, wait_timeout=RELOAD_TIMEOUT, poll_interval=2)
+                          expected_config=config_b, wait=True, wait_timeout=RELOAD_TIMEOUT, wait_sleep=2)
         print("apiserver_encryption_status: every replica on config B after %.1f s (%d attempts, task %.1f s)"
               % (status_b["duration"], status_b["attempts"], status_b["_wall"]))
         assert not status_b.get("failed"), status_b.get("msg")
@@ -171,7 +171,7 @@ def test_status_wait_times_out_naming_the_replica_on_the_old_hash(real_cluster, 
         current = real_cluster.read_encryption()
         result = module(run_module, real_cluster, "apiserver_encryption_status",
                         apiservers=[real_cluster.server_url(0), lagging.url], expected_config=current, wait=True,
-                        wait_timeout=4, poll_interval=1)
+                        wait_timeout=4, wait_sleep=1)
         print("status wait with a lagging replica: failed after %.1f s (%d attempts): %s"
               % (result["duration"], result["attempts"], result["msg"]))
         assert result["failed"] is True and result["all_match"] is False
@@ -197,7 +197,7 @@ def test_status_explains_a_config_that_does_not_load(real_cluster, run_module):
         realapi.wait_for(lambda: real_cluster.reload_count(server, "failure") > failures, timeout=RELOAD_TIMEOUT,
                          interval=1, what="a failed automatic reload of the broken file")
         result = module(run_module, real_cluster, "apiserver_encryption_status", apiservers=[server.url],
-                        expected_config=broken, wait=True, wait_timeout=3, poll_interval=1)
+                        expected_config=broken, wait=True, wait_timeout=3, wait_sleep=1)
         print("status with a config that does not load: %s" % result["msg"])
         assert result["failed"] is True
         entry = result["apiservers"][0]

@@ -175,7 +175,7 @@ def test_drain_30_pods_with_daemonset_and_pdb(sim):
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        result = sim.module("k8s_drain", name="node-a", ignore_daemonsets=True, timeout=150)
+        result = sim.module("k8s_drain", name="node-a", ignore_daemonsets=True, wait_timeout=150)
     finally:
         stop.set()
         watcher.join(5)
@@ -214,13 +214,13 @@ def test_unsatisfiable_pdb_times_out_naming_it_and_node_stays_cordoned(sim):
     wait_for(lambda: [p for p in sim.pods("app=solo", node="node-d") if ready(p)], timeout=60,
              what="solo pod Ready on node-d")
     sim.pdb_settled("solo", currentHealthy=1, disruptionsAllowed=0)
-    result = sim.module("k8s_drain", name="node-d", ignore_daemonsets=True, timeout=5)
+    result = sim.module("k8s_drain", name="node-d", ignore_daemonsets=True, wait_timeout=5)
     print("unsatisfiable PDB: failed after %.1f s with: %s" % (result.get("duration", -1), result["msg"]))
     assert result["failed"] is True and result["cordoned"] is True
     assert "blocked by PDB default/solo (disruptionsAllowed=0, currentHealthy=1, desiredHealthy=1" in result["msg"]
     assert "Node node-d is still cordoned" in result["msg"]
     # It retried for the whole timeout: the last attempt is made up to 0.1 s before the deadline so that
-    # reading the PDBs and reporting still fit inside `timeout` (k8s_drain.evict_with_retries).
+    # reading the PDBs and reporting still fit inside `wait_timeout` (k8s_drain.evict_with_retries).
     assert 4.85 <= result["duration"] < 15
     assert result["blocked_pods"][0]["pdbs"][0]["name"] == "solo"
     assert api.get("/api/v1/nodes/node-d")["spec"].get("unschedulable") is True
@@ -245,7 +245,7 @@ def test_check_mode_reports_the_drain_and_changes_nothing(sim):
     before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in sim.pods("app in (free,held)", node="node-e")}
     pdb_before = sim.pdb_settled("held", currentHealthy=1, disruptionsAllowed=0)
 
-    result = sim.module("k8s_drain", check=True, name="node-e", ignore_daemonsets=True, timeout=20)
+    result = sim.module("k8s_drain", check=True, name="node-e", ignore_daemonsets=True, wait_timeout=20)
     print("k8s_drain check mode: %.1f s, would evict %s, blocked %s" % (
         result["_wall"], [p["name"] for p in result["evicted_pods"]], [p["name"] for p in result["blocked_pods"]]))
     assert not result.get("failed"), result.get("msg")
@@ -275,7 +275,7 @@ def test_cluster_health_catches_a_stopped_kubelet(sim, real_cluster):
     sim.kubelet.add_node("node-k")
     base = dict(apiservers=[real_cluster.servers[0].url], control_plane_components=[], expect_nodes=["node-k"])
     try:
-        healthy = sim.module("cluster_health", wait=True, timeout=30, **base)
+        healthy = sim.module("cluster_health", wait=True, wait_timeout=30, **base)
         assert healthy["healthy"] is True, healthy.get("msg")
         sim.kubelet.stop_node("node-k")
         wait_for(lambda: any(c["type"] == "Ready" and c["status"] == "Unknown" for c in

@@ -284,7 +284,7 @@ def test_after_the_cleanup_a_kubelet_serving_its_certificate_counts(cluster, tmp
         register(cluster, "node-b", other.port)
         cluster.admin.request("DELETE", CSRS)  # the cleaner's work
         started = time.monotonic()
-        result = cluster.module(nodes=NODES[:2], wait_timeout=4, poll_interval=1)
+        result = cluster.module(nodes=NODES[:2], wait_timeout=4, wait_sleep=1)
         took = time.monotonic() - started
         print("after the cleanup: %s in %.1f s, %d look(s)" % (
             [(n["name"], n["state"]) for n in result["nodes"]], took, result["attempts"]))
@@ -312,7 +312,7 @@ def test_waits_for_a_request_created_while_it_runs(cluster):
     thread = threading.Thread(target=kubelet_starts_late)
     thread.start()
     try:
-        result = cluster.module(nodes=[NODES[0], NODES[2]], wait_timeout=60, poll_interval=1, check_kubelets=False)
+        result = cluster.module(nodes=[NODES[0], NODES[2]], wait_timeout=60, wait_sleep=1, check_kubelets=False)
     finally:
         thread.join()
     print("waited %.1f s over %d looks for node-c's request" % (result["duration"], result["attempts"]))
