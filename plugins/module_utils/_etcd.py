@@ -23,6 +23,8 @@ import socket
 import time
 from urllib.parse import urlparse
 
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._errors import ModuleError
+
 ETCD_CLIENT_ARGUMENT_SPEC = dict(
     endpoints=dict(type="list", elements="str", required=True),
     cacert=dict(type="path", default="/etc/etcd/pki/ca.crt"),
@@ -35,13 +37,8 @@ ETCD_CLIENT_ARGUMENT_SPEC = dict(
 SNAPSHOT_HASH_SIZE = 32
 
 
-class EtcdError(Exception):
-    """A failure the module reports with fail_json (message plus optional details)."""
-
-    def __init__(self, msg, **details):
-        super().__init__(msg)
-        self.msg = msg
-        self.details = details
+class EtcdError(ModuleError):
+    """A failure the module reports with fail_json: the message plus details (rc, stderr) as its result."""
 
 
 def quorum(size):

@@ -87,6 +87,10 @@ class K8sApiError(Exception):
         return "%s%s%s" % (where, code, self.message)
 
 
+# The failures of talking to the cluster: a module reports them with their traceback (fail_from_error's expected).
+CLIENT_ERRORS = (KubeConfigError, K8sApiError)
+
+
 def parse_status(code, body, fallback_reason=None):
     """Turn an error response into (reason, message, status_dict).
 

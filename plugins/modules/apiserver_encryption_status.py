@@ -182,15 +182,15 @@ duration:
 import hashlib
 import re
 import time
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._errors import ModuleError, fail_from_error
 from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import (
+    CLIENT_ERRORS,
     KUBECONFIG_ARGUMENT_SPEC,
     K8sApiError,
     K8sClient,
-    KubeConfigError,
     normalize_server,
 )
 from ansible_collections.baremetal.kubernetes.plugins.module_utils._wait import (
@@ -210,8 +210,8 @@ OLD_FAILURE = PREFIX + "automatic_reload_failures_total"
 METRICS_ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 
 
-class StatusError(Exception):
-    pass
+class StatusError(ModuleError):
+    """A wrong option value found while running; its message says which."""
 
 
 class MetricsParseError(ValueError):
@@ -503,10 +503,8 @@ def main():
                 servers.append(url)
         reader = StatusReader(module, client, servers, expected)
         result = reader.run()
-    except StatusError as exc:
-        module.fail_json(msg=str(exc))
-    except (KubeConfigError, K8sApiError) as exc:
-        module.fail_json(msg="apiserver_encryption_status: %s" % exc, exception=traceback.format_exc())
+    except Exception as exc:  # every failure ends here, in the one fail_json of the module
+        fail_from_error(module, exc, "apiserver_encryption_status", expected=CLIENT_ERRORS)
     finally:
         if reader:
             reader.close()

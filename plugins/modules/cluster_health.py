@@ -212,20 +212,20 @@ duration:
 """
 
 import time
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._errors import fail_from_error
 from ansible_collections.baremetal.kubernetes.plugins.module_utils._etcd import (
     ETCD_CLIENT_ARGUMENT_SPEC,
     EtcdCtl,
     collect_health,
 )
 from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import (
+    CLIENT_ERRORS,
     KUBECONFIG_ARGUMENT_SPEC,
     K8sApiError,
     K8sClient,
-    KubeConfigError,
     parse_time,
 )
 from ansible_collections.baremetal.kubernetes.plugins.module_utils._version_skew import (
@@ -642,9 +642,8 @@ def main():
         client = K8sClient.from_module(module)
         checker = HealthCheck(module, client, etcd_check=etcd_checker(module) if params.get("etcd") else None)
         report = checker.run()
-    except (KubeConfigError, K8sApiError) as exc:
-        module.fail_json(msg="cluster_health: %s" % exc, exception=traceback.format_exc(), healthy=False,
-                         changed=False)
+    except Exception as exc:  # every failure ends here, in the one fail_json of the module
+        fail_from_error(module, exc, "cluster_health", dict(healthy=False, changed=False), expected=CLIENT_ERRORS)
     finally:
         if client:
             client.close()

@@ -177,6 +177,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._errors import fail_from_error
 from ansible_collections.baremetal.kubernetes.plugins.module_utils._etcd import (
     ETCD_CLIENT_ARGUMENT_SPEC,
     EtcdCtl,
@@ -287,10 +288,10 @@ class Auditor:
         try:
             _rc, out, _err = self.ctl.run(self.endpoints, args)
         except EtcdError as exc:
-            if "required revision has been compacted" in exc.details.get("stderr", ""):
+            if "required revision has been compacted" in exc.result.get("stderr", ""):
                 raise EtcdError("etcd compacted revision %d while the audit was reading it (the read took longer "
                                 "than the apiserver's compaction interval): run the audit again"
-                                % self.revision, **exc.details) from exc
+                                % self.revision, **exc.result) from exc
             raise
         self.pages += 1
         page = parse_range(out)
@@ -388,8 +389,8 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     try:
         result = run(module, EtcdCtl(module))
-    except EtcdError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
+    except Exception as exc:  # every failure ends here, in the one fail_json of the module
+        fail_from_error(module, exc, "etcd_encryption_audit")
     if result.get("offender_count"):
         module.fail_json(msg=offender_message(result, module.params["expect_writer"].strip()), **result)
     module.exit_json(**result)

@@ -189,10 +189,10 @@ waited:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._errors import fail_from_error
 from ansible_collections.baremetal.kubernetes.plugins.module_utils._etcd import (
     ETCD_CLIENT_ARGUMENT_SPEC,
     EtcdCtl,
-    EtcdError,
     collect_health,
     parse_member_list,
 )
@@ -226,8 +226,8 @@ def main():
     check_wait_options(module)
     try:
         report = check(module, EtcdCtl(module))
-    except EtcdError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
+    except Exception as exc:  # every failure ends here, in the one fail_json of the module
+        fail_from_error(module, exc, "etcd_health")
     if not report["healthy"] and module.params["fail_on_unhealthy"]:
         waited = " after waiting %.0f s" % report["waited"] if module.params["wait"] else ""
         module.fail_json(

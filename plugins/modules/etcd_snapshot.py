@@ -169,6 +169,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._errors import fail_from_error
 from ansible_collections.baremetal.kubernetes.plugins.module_utils._etcd import (
     ETCD_CLIENT_ARGUMENT_SPEC,
     EtcdCtl,
@@ -339,8 +340,8 @@ def main():
             result["changed"] = False
         else:
             result = take(module, EtcdCtl(module))
-    except EtcdError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
+    except Exception as exc:  # every failure ends here, in the one fail_json of the module
+        fail_from_error(module, exc, "etcd_snapshot")
     module.exit_json(**result)
 
 

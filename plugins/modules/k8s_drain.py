@@ -281,17 +281,17 @@ duration:
 
 import threading
 import time
-import traceback
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._errors import ModuleError, fail_from_error
 from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import (
+    CLIENT_ERRORS,
     KUBECONFIG_ARGUMENT_SPEC,
     K8sApiError,
     K8sClient,
-    KubeConfigError,
     parse_time,
     path_quote,
     selector_matches,
@@ -313,11 +313,8 @@ WAIT_POLL_MAX = 2.0
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
 
-class DrainError(Exception):
-    def __init__(self, msg, **result):
-        super().__init__(msg)
-        self.msg = msg
-        self.result = result
+class DrainError(ModuleError):
+    """A drain that cannot go on; its message says what state the node is left in."""
 
 
 def namespace_terminating(exc):
@@ -743,6 +740,10 @@ class Drainer:
                              "state=uncordon." % (self.name, " | ".join(parts), len(res["evicted_pods"]), self.name))
         return self.finish()
 
+    def partial(self):
+        """The result so far, for a failure: whether the node is cordoned, the pods evicted until then."""
+        return dict(self.result, duration=round(self.deadline.elapsed(), 3))
+
     def finish(self):
         self.result["duration"] = round(self.deadline.elapsed(), 3)
         self.module_diff["after"] = dict(unschedulable=self.result["cordoned"])
@@ -799,24 +800,11 @@ def main():
         client = K8sClient.from_module(module)
         drainer = Drainer(module, client)
         result = drainer.run()
-    except DrainError as exc:
-        result = dict(drainer.result) if drainer else {}
-        result.update(exc.result)
-        if drainer:
-            result["duration"] = round(drainer.deadline.elapsed(), 3)
-        module.fail_json(msg=exc.msg, **result)
-    except (KubeConfigError, K8sApiError) as exc:
-        result = dict(drainer.result) if drainer else {}
-        msg = "k8s_drain on node %s: %s" % (module.params["name"], exc)
-        if result.get("cordoned"):
-            msg += ". Node %s is still cordoned (unschedulable)." % module.params["name"]
-        module.fail_json(msg=msg, exception=traceback.format_exc(), **result)
-    except Exception as exc:  # a bug must still not hide that the node is cordoned
-        result = dict(drainer.result) if drainer else {}
-        msg = "k8s_drain on node %s failed unexpectedly: %s: %s" % (module.params["name"], type(exc).__name__, exc)
-        if result.get("cordoned"):
-            msg += ". Node %s is still cordoned (unschedulable)." % module.params["name"]
-        module.fail_json(msg=msg, exception=traceback.format_exc(), **result)
+    except Exception as exc:  # also a bug must not hide that the node is cordoned
+        partial = drainer.partial() if drainer else {}
+        name = module.params["name"]
+        note = ". Node %s is still cordoned (unschedulable)." % name if partial.get("cordoned") else ""
+        fail_from_error(module, exc, "k8s_drain on node %s" % name, partial, expected=CLIENT_ERRORS, note=note)
     finally:
         if client:
             client.close()

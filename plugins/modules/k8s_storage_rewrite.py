@@ -173,15 +173,15 @@ duration:
 """
 
 import time
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._errors import ModuleError, fail_from_error
 from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import (
+    CLIENT_ERRORS,
     KUBECONFIG_ARGUMENT_SPEC,
     K8sApiError,
     K8sClient,
-    KubeConfigError,
     path_quote,
 )
 from ansible_collections.baremetal.kubernetes.plugins.module_utils._wait import (
@@ -194,8 +194,8 @@ from ansible_collections.baremetal.kubernetes.plugins.module_utils._wait import 
 MAX_NAMED_FAILURES = 20
 
 
-class RewriteError(Exception):
-    pass
+class RewriteError(ModuleError):
+    """A re-write that cannot go on; its message says what was done so far."""
 
 
 class ResourceType:
@@ -447,15 +447,10 @@ def main():
         client = K8sClient.from_module(module)
         rewriter = Rewriter(module, client)
         result = rewriter.run()
-    except RewriteError as exc:
-        result = rewriter.finish() if rewriter else {}
-        module.fail_json(msg=str(exc), **result)
-    except (KubeConfigError, K8sApiError) as exc:
-        result = rewriter.finish() if rewriter else {}
-        msg = "k8s_storage_rewrite: %s" % exc
-        if rewriter:
-            msg += ". %s" % rewriter.summary()
-        module.fail_json(msg=msg, exception=traceback.format_exc(), **result)
+    except Exception as exc:  # every failure ends here, with what was re-written until then
+        partial = rewriter.finish() if rewriter else {}
+        note = ". %s" % rewriter.summary() if rewriter else ""
+        fail_from_error(module, exc, "k8s_storage_rewrite", partial, expected=CLIENT_ERRORS, note=note)
     finally:
         if client:
             client.close()

@@ -231,16 +231,16 @@ import re
 import socket
 import ssl
 import time
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.baremetal.kubernetes.plugins.module_utils._errors import fail_from_error
 from ansible_collections.baremetal.kubernetes.plugins.module_utils._k8s_client import (
+    CLIENT_ERRORS,
     KUBECONFIG_ARGUMENT_SPEC,
     K8sApiError,
     K8sClient,
-    KubeConfigError,
     parse_time,
     path_quote,
 )
@@ -784,10 +784,10 @@ def main():
         client = K8sClient.from_module(module)
         approver = Approver(module, client)
         result = approver.run()
-    except (KubeConfigError, K8sApiError) as exc:
+    except Exception as exc:  # every failure ends here, with the requests approved until then
         done = list(approver.approved.values()) if approver else []
-        module.fail_json(msg="kubelet_csr_approve: %s" % exc, exception=traceback.format_exc(), approved=done,
-                         changed=bool(done) and not module.check_mode)
+        partial = dict(approved=done, changed=bool(done) and not module.check_mode)
+        fail_from_error(module, exc, "kubelet_csr_approve", partial, expected=CLIENT_ERRORS)
     finally:
         if client:
             client.close()

@@ -346,6 +346,24 @@ def test_timeout_reports_progress(store, monkeypatch, timeout_option):
     assert deprecated_aliases(result) == expected
 
 
+def test_an_unexpected_error_reports_what_was_rewritten_before_it(store, monkeypatch):
+    for index in range(3):
+        store.add("secrets", "default", "s%d" % index)
+    original = k8s_storage_rewrite.Rewriter.rewrite_one
+
+    def rewrite_one(self, rtype, obj):
+        if obj["metadata"]["name"] == "s1":
+            raise ValueError("a bug")
+        return original(self, rtype, obj)
+
+    monkeypatch.setattr(k8s_storage_rewrite.Rewriter, "rewrite_one", rewrite_one)
+    outcome, result = run(store)
+    assert outcome == "fail"
+    assert result["msg"] == ("k8s_storage_rewrite failed unexpectedly: ValueError: a bug. So far: rewritten "
+                             "secrets 1, gone 0, conflicts retried 0, failed 0")
+    assert result["rewritten"] == {"secrets": 1} and "ValueError: a bug" in result["exception"]
+
+
 def test_unreachable_apiserver_stops_with_the_summary(store, monkeypatch):
     monkeypatch.setattr(k8s_client, "backoff_delay", lambda *args, **kwargs: 0)
     store.add("secrets", "default", "s0")
