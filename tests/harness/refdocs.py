@@ -77,13 +77,15 @@ def value(data):
     return "`%s`" % json.dumps(data) if not isinstance(data, str) else "`%s`" % data.replace("|", "\\|")
 
 
+def type_text(spec, default_type):
+    """An option's or return value's type as the table shows it: `list of str`."""
+    return spec.get("type", default_type) + (" of " + spec["elements"] if spec.get("elements") else "")
+
+
 def option_rows(options, prefix=""):
     rows = []
     for name in sorted(options):
         spec = options[name]
-        kind_text = spec.get("type", "str")
-        if spec.get("elements"):
-            kind_text += " of " + spec["elements"]
         facts = []
         if spec.get("required"):
             facts.append("**required**")
@@ -94,7 +96,8 @@ def option_rows(options, prefix=""):
         if spec.get("aliases"):
             facts.append("aliases: " + ", ".join("`%s`" % a for a in spec["aliases"]))
         description = cell(spec.get("description", ""))
-        rows.append("| `%s%s` | %s | %s | %s |" % (prefix, name, kind_text, "<br>".join(facts), description))
+        facts = "<br>".join(facts)
+        rows.append("| `%s%s` | %s | %s | %s |" % (prefix, name, type_text(spec, "str"), facts, description))
         for key in ("suboptions", "options"):
             if isinstance(spec.get(key), dict):
                 rows += option_rows(spec[key], prefix + name + ".")
@@ -112,14 +115,11 @@ def return_rows(returns, prefix=""):
     rows = []
     for name in sorted(returns):
         spec = returns[name]
-        kind_text = spec.get("type", "")
-        if spec.get("elements"):
-            kind_text += " of " + spec["elements"]
         description = cell(spec.get("description", ""))
         if spec.get("sample") is not None:
             description += "<br>sample: " + value(spec["sample"])
         returned = cell(spec.get("returned", ""))
-        rows.append("| `%s%s` | %s | %s | %s |" % (prefix, name, kind_text, returned, description))
+        rows.append("| `%s%s` | %s | %s | %s |" % (prefix, name, type_text(spec, ""), returned, description))
         if isinstance(spec.get("contains"), dict):
             rows += return_rows(spec["contains"], prefix + name + ".")
     return rows
