@@ -300,9 +300,23 @@ def test_vip_holder_apiserver_killed_and_node_frozen_api_stays_reachable(kubecon
     assert ready_stable <= READY_STABLE_BOUND_S, "/readyz through the VIP still failed %.1f s after the freeze" % (
         ready_stable)
     assert all(r[2] for r in ready.results[-10:]), "/readyz through the VIP still fails at the end of the window"
-    # The real kubectl works through the VIP while the old holder is still frozen.
-    out = kubectl(kubeconfig, "get", "nodes", "-o", "name").stdout.split()
-    assert len(out) >= 5
+    # The real kubectl works through the VIP while the old holder is still frozen. A frozen node is not a dead
+    # one: its kernel still completes TCP handshakes for the paused etcd member, so an apiserver's etcd client
+    # can pick that member again and a request then hangs until gRPC's keepalive gives up on it (30 + 10 s,
+    # fixed in kube-apiserver). Once (clean-clone run of 2403304) `get nodes` 75 s after the freeze timed out
+    # that way, after every probe of the window had passed. An operator's kubectl is retried the same way:
+    # bounded, each attempt with its 10 s request timeout, and the attempts are reported.
+    attempts = []
+
+    def nodes_listed():
+        listed = kubectl(kubeconfig, "get", "nodes", "-o", "name", check=False)
+        attempts.append(listed.returncode)
+        return listed.stdout.split() if listed.returncode == 0 else None
+
+    out, waited = wait_for(nodes_listed, 60, interval=1)
+    print("kubectl get nodes through the VIP: %d attempt(s), %.1f s" % (len(attempts), waited))
+    assert out and len(out) >= 5, "kubectl get nodes through the VIP failed %d times in %.0f s" % (len(attempts),
+                                                                                                   waited)
     new_holders = [n for n in vip_holders() if n != holder]
     assert len(new_holders) == 1, new_holders
     # Thaw: the kubelet restarts the killed apiserver; three apiservers answer again.
