@@ -60,17 +60,15 @@ print(g(N(version="3.11"))["pip"])'); do
 # timed NAME COMMAND...: run it, then say how long it took; the times are collected in $times.
 times=""
 timed() {
-  local name=$1 t0
+  local name=$1 t0 t
   shift
   t0=$(date +%s)
   "$@" || return $?
-  times+=$(printf '  %-28s %5d s\\n' "$name" $(($(date +%s) - t0)))
-  echo "== $name passed in $(($(date +%s) - t0)) s"
+  t=$(($(date +%s) - t0))
+  times+=$(printf '  %-28s %5d s\\n' "$name" "$t")
+  echo "== $name passed in $t s"
 }
 
-# wait_quiet SCENARIO: bounded, until `test`'s background jobs allow the scenario to start. Every scenario
-# waits for QUIET_FIRST (the VM run); a scenario whose verify is not testinfra (molecule/conftest.py waits
-# there) waits for every lock in BAREMETAL_QUIET_LOCK before it starts at all.
 # molecule_timed ARGS...: `molecule ARGS`, with the time of day in front of Molecule's own step lines
 # ("INFO [cluster > converge] Executed: Successful"), so a log shows what each step took.
 molecule_timed() {
@@ -79,6 +77,9 @@ molecule_timed() {
   done
 }
 
+# wait_quiet SCENARIO: bounded, until `test`'s background jobs allow the scenario to start. Every scenario
+# waits for QUIET_FIRST (the VM run); a scenario whose verify is not testinfra (molecule/conftest.py waits
+# there) waits for every lock in BAREMETAL_QUIET_LOCK before it starts at all.
 wait_quiet() {
   [ -n "${BAREMETAL_QUIET_LOCK:-}" ] || return 0
   local locks=${QUIET_FIRST:-$BAREMETAL_QUIET_LOCK} lock t0
@@ -94,6 +95,19 @@ wait_quiet() {
   echo "== quiet machine: waited $(($(date +%s) - t0)) s for the background jobs before molecule/$1"
 }
 
+# run_scenarios TITLE SCENARIO...: `molecule test` of each in turn (once wait_quiet lets it), then a table of
+# their times under TITLE.
+run_scenarios() {
+  local title=$1 s
+  shift
+  for s in "$@"; do
+    wait_quiet "$s" || return $?
+    echo "== molecule test -s $s"
+    timed "molecule/$s" molecule_timed test -s "$s" || return $?
+  done
+  printf "== %s\n%b" "$title" "$times"
+}
+
 molecule_all() {
   local chosen=("$@") s
   if [ ${#chosen[@]} -eq 0 ]; then
@@ -101,12 +115,7 @@ molecule_all() {
       in_list "$s" "$VM_SCENARIOS $NOT_YET_GREEN" || chosen+=("$s")
     done
   fi
-  for s in "${chosen[@]}"; do
-    wait_quiet "$s" || return $?
-    echo "== molecule test -s $s"
-    timed "molecule/$s" molecule_timed test -s "$s" || return $?
-  done
-  printf "== molecule scenarios\n%b" "$times"
+  run_scenarios "molecule scenarios" "${chosen[@]}" || return $?
   for s in $(all_scenarios); do
     in_list "$s" "${chosen[*]}" && continue
     if in_list "$s" "$NOT_YET_GREEN"; then
@@ -123,12 +132,7 @@ vm_kernel() {
 }
 
 test_vm() {
-  local s
-  for s in $VM_SCENARIOS; do
-    echo "== molecule test -s $s"
-    timed "molecule/$s" molecule_timed test -s "$s" || return $?
-  done
-  printf "== VM scenarios\n%b" "$times"
+  run_scenarios "VM scenarios" $VM_SCENARIOS
 }
 
 # Everything CI runs, on a two-core machine where some verify steps assert time bounds (VIP failover, zero
