@@ -6,15 +6,15 @@ on an option it does not take: a group is only usable when its members all take 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "tests" / "harness"))
+from refdocs import ansible_doc  # noqa: E402  # the reference generator's ansible-doc call, reused
+
 GROUP_OPTIONS = {
     "cluster": {"kubeconfig", "context", "api_server", "validate_certs"},
     "etcd": {"endpoints", "cacert", "cert", "key", "etcdctl", "command_timeout"},
@@ -23,11 +23,8 @@ GROUP_OPTIONS = {
 
 def module_options():
     names = ["baremetal.kubernetes.%s" % p.stem for p in (ROOT / "plugins" / "modules").glob("*.py")]
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), PYTHONWARNINGS="ignore")
-    found = subprocess.run([str(Path(sys.executable).with_name("ansible-doc")), "-t", "module", "--json", *names],
-                           capture_output=True, text=True, env=env, timeout=300, check=True)
     return {fqcn.split(".")[-1]: set(entry["doc"].get("options") or {}) for fqcn, entry in
-            json.loads(found.stdout).items()}
+            ansible_doc("-t", "module", "--json", *names).items()}
 
 
 def test_each_group_holds_exactly_the_modules_that_take_its_options():
